@@ -1,0 +1,130 @@
+//! One AWS configuration and one DynamoDB client for the whole run.
+//!
+//! This module owns how singletable talks to AWS: the standard aws-config
+//! chain (environment, profiles, SSO, instance roles), the region, profile
+//! and endpoint overrides, explicit timeouts (the SDK has no read timeout by
+//! default, so a silent server would hang a run forever) and the SDK's own
+//! retry budget. Our retries of `UnprocessedItems` and of exhausted SDK
+//! retries are the sink's decision, not this module's.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+
+/// What the user said about AWS.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Overrides every service's endpoint (`--endpoint-url`).
+    pub endpoint_url: Option<String>,
+    /// How long one attempt of one request may take.
+    pub attempt_timeout: Option<Duration>,
+    /// Fixed credentials (the embedded demo), instead of the chain.
+    pub static_credentials: Option<(String, String)>,
+}
+
+/// The region used when none is configured and the endpoint is local.
+const LOCAL_REGION: &str = "us-east-1";
+
+/// Loads the shared SDK configuration once.
+pub async fn load(opts: &AwsOptions) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(opts.attempt_timeout.unwrap_or(Duration::from_secs(60)))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(url) = &opts.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some((id, secret)) = &opts.static_credentials {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            id.clone(),
+            secret.clone(),
+            None,
+            None,
+            "singletable-static",
+        ));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        // A local endpoint needs some region to sign with; real AWS needs the
+        // user's, which the chain found or the user must give.
+        let local = opts.endpoint_url.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        if local {
+            return config
+                .into_builder()
+                .region(Region::new(LOCAL_REGION))
+                .build();
+        }
+    }
+    config
+}
+
+/// The DynamoDB client, built once from the shared configuration.
+pub fn dynamodb(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(config)
+}
+
+/// A readable account of an SDK error: its code and message, not `Debug`.
+pub fn describe_error<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::SdkError;
+    match err {
+        SdkError::ServiceError(e) => {
+            let inner = e.err();
+            match (inner.code(), inner.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => inner.to_string(),
+            }
+        }
+        SdkError::TimeoutError(_) => "request timed out".to_string(),
+        SdkError::DispatchFailure(e) => {
+            let mut msg = "could not reach the endpoint".to_string();
+            if let Some(c) = e.as_connector_error() {
+                msg = format!("{msg}: {c}");
+                let mut src = std::error::Error::source(c);
+                while let Some(s) = src {
+                    msg = format!("{msg}: {s}");
+                    src = s.source();
+                }
+            }
+            msg
+        }
+        other => {
+            let mut msg = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            msg
+        }
+    }
+}
+
+/// The error code of an SDK error (`ValidationException`), when it has one.
+pub fn error_code<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Option<String>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    match err {
+        aws_sdk_dynamodb::error::SdkError::ServiceError(e) => e.err().code().map(str::to_string),
+        _ => None,
+    }
+}

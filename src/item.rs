@@ -1,0 +1,580 @@
+//! Items and attribute values: the DynamoDB facts every stage shares.
+//!
+//! This module owns the pure arithmetic on items: how big an item is in
+//! DynamoDB's accounting (for the 400 KB limit, the 16 MB batch limit and
+//! write units), how numbers normalize (so `1.0` and `1` compare equal), and
+//! the conversion between SDK values and DynamoDB JSON (`{"S":"x"}`), the
+//! format of dead letters, reports and exports. It does no I/O.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+/// One DynamoDB item, as the SDK holds it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// DynamoDB's limit on one item, in bytes.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// DynamoDB's limit on a partition key value, in bytes.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// DynamoDB's limit on a sort key value, in bytes.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+
+/// The one-letter (or two-letter) type descriptor of a value: `S`, `N`, `M`...
+pub fn type_name(v: &AttributeValue) -> &'static str {
+    match v {
+        AttributeValue::S(_) => "S",
+        AttributeValue::N(_) => "N",
+        AttributeValue::B(_) => "B",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::M(_) => "M",
+        AttributeValue::L(_) => "L",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+        _ => "unknown",
+    }
+}
+
+/// The size of an item in DynamoDB's accounting: for each attribute, the
+/// UTF-8 length of its name plus the size of its value.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+/// The size of one value in DynamoDB's accounting.
+pub fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number_size(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() + value_size(v) + 1)
+                .sum::<usize>()
+        }
+        AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+        AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
+        AttributeValue::Ns(s) => s.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::Bs(s) => s.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+/// A number's size: one byte per two significant digits, plus one. An
+/// unparsable number is counted by its text length, which over-estimates.
+fn number_size(n: &str) -> usize {
+    match Decimal::parse(n) {
+        Ok(d) => d.digits.len().div_ceil(2) + 1,
+        Err(_) => n.len() + 1,
+    }
+}
+
+/// Write units one put of `size` bytes costs: one per started KB, once for
+/// the table and once more for every GSI the item lands in.
+pub fn write_units(size: usize, indexes_landed_in: usize) -> u64 {
+    let per_copy = size.max(1).div_ceil(1024) as u64;
+    per_copy * (1 + indexes_landed_in as u64)
+}
+
+/// Why a number is not one DynamoDB accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("{0:?} is not a number")]
+    Syntax(String),
+    #[error("{0:?} has more than 38 significant digits")]
+    TooPrecise(String),
+    #[error("{0:?} is outside DynamoDB's range (1E-130 to 9.99E+125)")]
+    OutOfRange(String),
+}
+
+/// A decimal number in normal form: sign, significant digits without leading
+/// or trailing zeros, and the exponent of the last digit. Zero has no digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    pub negative: bool,
+    pub digits: String,
+    pub exponent: i64,
+}
+
+impl Decimal {
+    /// Parses DynamoDB number syntax: optional sign, digits with an optional
+    /// point, optional exponent.
+    pub fn parse(text: &str) -> Result<Decimal, NumberError> {
+        let bad = || NumberError::Syntax(text.to_string());
+        let t = text.trim();
+        let (negative, rest) = match t.as_bytes().first() {
+            Some(b'-') => (true, &t[1..]),
+            Some(b'+') => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().map_err(|_| bad())?),
+            None => (rest, 0),
+        };
+        let (int_part, frac_part) = match mantissa.find('.') {
+            Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(bad());
+        }
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let all: String = format!("{int_part}{frac_part}");
+        let mut exponent = exp - frac_part.len() as i64;
+        let trimmed_lead = all.trim_start_matches('0');
+        let trimmed = trimmed_lead.trim_end_matches('0');
+        exponent += (trimmed_lead.len() - trimmed.len()) as i64;
+        if trimmed.is_empty() {
+            return Ok(Decimal {
+                negative: false,
+                digits: String::new(),
+                exponent: 0,
+            });
+        }
+        Ok(Decimal {
+            negative,
+            digits: trimmed.to_string(),
+            exponent,
+        })
+    }
+
+    /// Parses and checks DynamoDB's limits (38 digits, 1E-130..<1E+126).
+    pub fn parse_dynamodb(text: &str) -> Result<Decimal, NumberError> {
+        let d = Decimal::parse(text)?;
+        if d.digits.len() > 38 {
+            return Err(NumberError::TooPrecise(text.to_string()));
+        }
+        if !d.digits.is_empty() {
+            // Magnitude: the leading digit's power of ten.
+            let lead = d.exponent + d.digits.len() as i64 - 1;
+            if !(-130..=125).contains(&lead) {
+                return Err(NumberError::OutOfRange(text.to_string()));
+            }
+        }
+        Ok(d)
+    }
+
+    /// The canonical text: `150`, `-0.25`, `0`; the same text for equal numbers.
+    pub fn canonical(&self) -> String {
+        if self.digits.is_empty() {
+            return "0".to_string();
+        }
+        let sign = if self.negative { "-" } else { "" };
+        if self.exponent >= 0 {
+            if self.exponent > 40 {
+                return format!("{sign}{}E{}", self.digits, self.exponent);
+            }
+            return format!(
+                "{sign}{}{}",
+                self.digits,
+                "0".repeat(self.exponent as usize)
+            );
+        }
+        let point = self.digits.len() as i64 + self.exponent;
+        if point > 0 {
+            let (a, b) = self.digits.split_at(point as usize);
+            format!("{sign}{a}.{b}")
+        } else if point > -40 {
+            format!("{sign}0.{}{}", "0".repeat((-point) as usize), self.digits)
+        } else {
+            format!("{sign}{}E{}", self.digits, self.exponent)
+        }
+    }
+}
+
+/// The canonical text of a number, or the text itself when it is not one
+/// (so that two equal bad texts still compare equal).
+pub fn canonical_number(text: &str) -> String {
+    Decimal::parse(text)
+        .map(|d| d.canonical())
+        .unwrap_or_else(|_| text.to_string())
+}
+
+/// True when two values are equal as DynamoDB means it: numbers as decimals,
+/// sets as sets, maps by key, lists in order.
+pub fn values_equal(a: &AttributeValue, b: &AttributeValue) -> bool {
+    use AttributeValue as A;
+    match (a, b) {
+        (A::N(x), A::N(y)) => canonical_number(x) == canonical_number(y),
+        (A::Ns(x), A::Ns(y)) => {
+            let mut x: Vec<String> = x.iter().map(|n| canonical_number(n)).collect();
+            let mut y: Vec<String> = y.iter().map(|n| canonical_number(n)).collect();
+            x.sort();
+            y.sort();
+            x == y
+        }
+        (A::Ss(x), A::Ss(y)) => {
+            let mut x: Vec<&String> = x.iter().collect();
+            let mut y: Vec<&String> = y.iter().collect();
+            x.sort();
+            y.sort();
+            x == y
+        }
+        (A::Bs(x), A::Bs(y)) => {
+            let mut x: Vec<&[u8]> = x.iter().map(|b| b.as_ref()).collect();
+            let mut y: Vec<&[u8]> = y.iter().map(|b| b.as_ref()).collect();
+            x.sort();
+            y.sort();
+            x == y
+        }
+        (A::M(x), A::M(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
+        }
+        (A::L(x), A::L(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| values_equal(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+/// The names of the attributes on which two items differ, sorted.
+pub fn differing_attributes(expected: &Item, actual: &Item) -> Vec<String> {
+    let mut names: Vec<String> = expected
+        .keys()
+        .chain(actual.keys())
+        .filter(|k| match (expected.get(*k), actual.get(*k)) {
+            (Some(a), Some(b)) => !values_equal(a, b),
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Why a piece of DynamoDB JSON is not a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at {path}: {message}")]
+pub struct JsonValueError {
+    pub path: String,
+    pub message: String,
+}
+
+/// An item as DynamoDB JSON: `{"name":{"S":"x"}}`, attribute names sorted.
+pub fn item_to_json(item: &Item) -> Value {
+    let mut names: Vec<&String> = item.keys().collect();
+    names.sort();
+    let mut map = Map::new();
+    for name in names {
+        map.insert(name.clone(), value_to_json(&item[name]));
+    }
+    Value::Object(map)
+}
+
+/// One value as DynamoDB JSON.
+pub fn value_to_json(v: &AttributeValue) -> Value {
+    let b64 =
+        |b: &Blob| Value::String(base64::engine::general_purpose::STANDARD.encode(b.as_ref()));
+    let one = |k: &str, v: Value| {
+        let mut m = Map::new();
+        m.insert(k.to_string(), v);
+        Value::Object(m)
+    };
+    match v {
+        AttributeValue::S(s) => one("S", Value::String(s.clone())),
+        AttributeValue::N(n) => one("N", Value::String(n.clone())),
+        AttributeValue::B(b) => one("B", b64(b)),
+        AttributeValue::Bool(b) => one("BOOL", Value::Bool(*b)),
+        AttributeValue::Null(b) => one("NULL", Value::Bool(*b)),
+        AttributeValue::M(m) => one("M", item_to_json(m)),
+        AttributeValue::L(l) => one("L", Value::Array(l.iter().map(value_to_json).collect())),
+        AttributeValue::Ss(s) => one(
+            "SS",
+            Value::Array(s.iter().cloned().map(Value::String).collect()),
+        ),
+        AttributeValue::Ns(s) => one(
+            "NS",
+            Value::Array(s.iter().cloned().map(Value::String).collect()),
+        ),
+        AttributeValue::Bs(s) => one("BS", Value::Array(s.iter().map(b64).collect())),
+        _ => one("unknown", Value::Null),
+    }
+}
+
+/// Reads an item from DynamoDB JSON, naming the path of the first bad value.
+pub fn item_from_json(v: &Value) -> Result<Item, JsonValueError> {
+    map_from_json(v, "")
+}
+
+fn map_from_json(v: &Value, path: &str) -> Result<Item, JsonValueError> {
+    let obj = v.as_object().ok_or_else(|| JsonValueError {
+        path: if path.is_empty() {
+            "$".into()
+        } else {
+            path.into()
+        },
+        message: "expected an object of attributes".into(),
+    })?;
+    obj.iter()
+        .map(|(k, v)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            value_from_json(v, &p).map(|v| (k.clone(), v))
+        })
+        .collect()
+}
+
+/// Reads one value from DynamoDB JSON (`{"S":"x"}`), naming `path` on error.
+pub fn value_from_json(v: &Value, path: &str) -> Result<AttributeValue, JsonValueError> {
+    let err = |message: String| JsonValueError {
+        path: path.to_string(),
+        message,
+    };
+    let obj = v.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+        err(format!(
+            "expected one type descriptor like {{\"S\": ...}}, found {v}"
+        ))
+    })?;
+    let (ty, inner) = obj.iter().next().ok_or_else(|| err("empty value".into()))?;
+    let string = |x: &Value| {
+        x.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| err(format!("{ty} needs a string")))
+    };
+    let strings = |x: &Value| -> Result<Vec<String>, JsonValueError> {
+        let arr = x
+            .as_array()
+            .ok_or_else(|| err(format!("{ty} needs a list")))?;
+        if arr.is_empty() {
+            return Err(err(format!("an empty {ty} set is invalid")));
+        }
+        arr.iter().map(string).collect()
+    };
+    let blob = |s: String| -> Result<Blob, JsonValueError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(Blob::new)
+            .map_err(|e| err(format!("bad base64: {e}")))
+    };
+    let number = |s: String| -> Result<String, JsonValueError> {
+        Decimal::parse_dynamodb(&s).map_err(|e| err(e.to_string()))?;
+        Ok(s)
+    };
+    Ok(match ty.as_str() {
+        "S" => AttributeValue::S(string(inner)?),
+        "N" => AttributeValue::N(number(string(inner)?)?),
+        "B" => AttributeValue::B(blob(string(inner)?)?),
+        "BOOL" => AttributeValue::Bool(
+            inner
+                .as_bool()
+                .ok_or_else(|| err("BOOL needs true or false".into()))?,
+        ),
+        "NULL" => match inner.as_bool() {
+            Some(true) => AttributeValue::Null(true),
+            _ => return Err(err("NULL must be true".into())),
+        },
+        "M" => AttributeValue::M(map_from_json(inner, path)?),
+        "L" => {
+            let arr = inner
+                .as_array()
+                .ok_or_else(|| err("L needs a list".into()))?;
+            let items: Result<Vec<_>, _> = arr
+                .iter()
+                .enumerate()
+                .map(|(i, x)| value_from_json(x, &format!("{path}[{i}]")))
+                .collect();
+            AttributeValue::L(items?)
+        }
+        "SS" => AttributeValue::Ss(strings(inner)?),
+        "NS" => AttributeValue::Ns(
+            strings(inner)?
+                .into_iter()
+                .map(number)
+                .collect::<Result<_, _>>()?,
+        ),
+        "BS" => AttributeValue::Bs(
+            strings(inner)?
+                .into_iter()
+                .map(blob)
+                .collect::<Result<_, _>>()?,
+        ),
+        other => return Err(err(format!("unknown type descriptor {other:?}"))),
+    })
+}
+
+/// A short, readable rendering of a key: `userId=user123, sentAt=1705327530000`.
+pub fn key_display(key: &Item) -> String {
+    let mut names: Vec<&String> = key.keys().collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let v = match &key[*n] {
+                AttributeValue::S(s) => s.clone(),
+                AttributeValue::N(s) => s.clone(),
+                other => value_to_json(other).to_string(),
+            };
+            format!("{n}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Picks the named key attributes out of an item (those present).
+pub fn project(item: &Item, names: &[&str]) -> Item {
+    names
+        .iter()
+        .filter_map(|n| item.get(*n).map(|v| (n.to_string(), v.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(x: &str) -> AttributeValue {
+        AttributeValue::S(x.into())
+    }
+
+    #[test]
+    fn size_matches_the_documented_example() {
+        let item: Item = [
+            ("shirt-color".to_string(), s("R")),
+            ("shirt-size".to_string(), s("M")),
+        ]
+        .into();
+        assert_eq!(item_size(&item), 23);
+    }
+
+    #[test]
+    fn number_sizes() {
+        assert_eq!(value_size(&AttributeValue::N("1".into())), 2);
+        assert_eq!(value_size(&AttributeValue::N("12".into())), 2);
+        assert_eq!(value_size(&AttributeValue::N("123".into())), 3);
+        assert_eq!(value_size(&AttributeValue::N("0012300".into())), 3);
+    }
+
+    #[test]
+    fn nested_sizes() {
+        let m: Item = [("a".to_string(), s("xy"))].into();
+        // 3 overhead + (1 name + 2 value + 1 element)
+        assert_eq!(value_size(&AttributeValue::M(m)), 7);
+        assert_eq!(
+            value_size(&AttributeValue::L(vec![
+                s("xy"),
+                AttributeValue::Bool(true)
+            ])),
+            3 + 3 + 2
+        );
+        assert_eq!(
+            value_size(&AttributeValue::Ss(vec!["ab".into(), "c".into()])),
+            3
+        );
+    }
+
+    #[test]
+    fn write_units_count_indexes() {
+        assert_eq!(write_units(1, 0), 1);
+        assert_eq!(write_units(1024, 0), 1);
+        assert_eq!(write_units(1025, 0), 2);
+        assert_eq!(write_units(1025, 2), 6);
+    }
+
+    #[test]
+    fn numbers_normalize() {
+        for (a, b) in [
+            ("1.0", "1"),
+            ("1.5E2", "150"),
+            ("00042", "42"),
+            ("-0", "0"),
+            ("0.0", "0"),
+            ("1e-3", "0.001"),
+        ] {
+            assert_eq!(canonical_number(a), canonical_number(b), "{a} vs {b}");
+        }
+        assert_eq!(canonical_number("1.5E2"), "150");
+        assert_eq!(canonical_number("-12.50"), "-12.5");
+        assert_ne!(canonical_number("1"), canonical_number("10"));
+        assert!(Decimal::parse("1.2.3").is_err());
+        assert!(Decimal::parse("abc").is_err());
+        assert!(Decimal::parse("").is_err());
+        assert!(Decimal::parse_dynamodb("1E126").is_err());
+        assert!(Decimal::parse_dynamodb("9.99E125").is_ok());
+        assert!(Decimal::parse_dynamodb(&"1".repeat(39)).is_err());
+    }
+
+    #[test]
+    fn sets_compare_as_sets() {
+        let a = AttributeValue::Ss(vec!["a".into(), "b".into()]);
+        let b = AttributeValue::Ss(vec!["b".into(), "a".into()]);
+        assert!(values_equal(&a, &b));
+        let a = AttributeValue::Ns(vec!["1.0".into(), "2".into()]);
+        let b = AttributeValue::Ns(vec!["2".into(), "1".into()]);
+        assert!(values_equal(&a, &b));
+        assert!(!values_equal(
+            &AttributeValue::L(vec![s("a"), s("b")]),
+            &AttributeValue::L(vec![s("b"), s("a")])
+        ));
+    }
+
+    #[test]
+    fn json_rejects_bad_values_naming_the_path() {
+        let v: Value = serde_json::json!({"a": {"M": {"b": {"NULL": false}}}});
+        let e = item_from_json(&v).unwrap_err();
+        assert_eq!(e.path, "a.b");
+        let v: Value = serde_json::json!({"a": {"Q": "x"}});
+        assert!(item_from_json(&v)
+            .unwrap_err()
+            .message
+            .contains("unknown type descriptor"));
+        let v: Value = serde_json::json!({"a": {"SS": []}});
+        assert!(item_from_json(&v).is_err());
+    }
+
+    fn arb_value() -> impl Strategy<Value = AttributeValue> {
+        let leaf = prop_oneof![
+            "[a-zA-Z0-9é日 ]{0,8}".prop_map(AttributeValue::S),
+            (-1_000_000i64..1_000_000).prop_map(|n| AttributeValue::N(n.to_string())),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            Just(AttributeValue::Null(true)),
+            proptest::collection::vec(any::<u8>(), 0..8)
+                .prop_map(|b| AttributeValue::B(Blob::new(b))),
+            proptest::collection::btree_set("[a-z]{1,4}", 1..4)
+                .prop_map(|s| AttributeValue::Ss(s.into_iter().collect())),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(AttributeValue::L),
+                proptest::collection::hash_map("[a-z]{1,4}", inner, 0..4)
+                    .prop_map(AttributeValue::M),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn json_round_trips(item in proptest::collection::hash_map("[a-zA-Z]{1,6}", arb_value(), 0..6)) {
+            let back = item_from_json(&item_to_json(&item)).unwrap();
+            prop_assert_eq!(back, item);
+        }
+
+        #[test]
+        fn canonical_numbers_agree_with_f64_order(a in -1_000_000i64..1_000_000, scale in 0u32..4) {
+            let text = format!("{}E-{}", a, scale);
+            let d = Decimal::parse(&text).unwrap();
+            let back: f64 = d.canonical().parse().unwrap();
+            let want = a as f64 / 10f64.powi(scale as i32);
+            prop_assert!((back - want).abs() < 1e-9);
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! singletable: move a one-table-per-entity DynamoDB layout into a
+//! single-table design, and prove it.
+//!
+//! The rooms, in the order data flows: [`sources`] read legacy items,
+//! [`mapping`] and [`transform`] turn them into target items, [`sinks`]
+//! write them (or dead-letter them), [`verify`] proves the result and
+//! [`report`] tells people. [`pipeline`] wires one run; [`app`] and [`cli`]
+//! are the command line; [`demo`] and [`embedded`] make the built-in demo.
+
+pub mod app;
+pub mod aws;
+pub mod cli;
+pub mod demo;
+pub mod embedded;
+pub mod item;
+pub mod mapping;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod sinks;
+pub mod sources;
+pub mod transform;
+pub mod verify;

@@ -1,0 +1,592 @@
+//! Mappings: the declarative files in `mappings/` and their compiled form.
+//!
+//! This module owns reading a mapping (one TOML file, or a folder of them),
+//! checking it, and compiling it into a [`Mapping`]: the target table's spec
+//! and one [`Entity`] per legacy table, with every template parsed. Every
+//! error names the file, the line and the field. It does no AWS I/O; applying
+//! an entity to an item is `transform`'s job.
+
+pub mod template;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use template::Template;
+
+/// Why a mapping could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// The compiled mapping: what the target looks like and how each legacy
+/// table's items become target items.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub table: TableSpec,
+    pub entities: Vec<Entity>,
+    /// The file or folder it was loaded from.
+    pub origin: PathBuf,
+}
+
+/// The target table's design.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSpec {
+    pub name: String,
+    pub partition_key: String,
+    pub sort_key: Option<String>,
+    pub indexes: Vec<IndexSpec>,
+    pub billing_mode: String,
+    pub ttl_attribute: Option<String>,
+    /// The attribute that names an item's entity (`entityType`).
+    pub entity_type_attribute: String,
+}
+
+/// One global secondary index of the target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSpec {
+    pub name: String,
+    pub partition_key: String,
+    pub sort_key: Option<String>,
+    pub projection: String,
+}
+
+impl TableSpec {
+    /// Every key attribute of the table and its indexes, with its limit in bytes.
+    pub fn key_attributes(&self) -> Vec<(&str, usize)> {
+        use crate::item::{MAX_PARTITION_KEY_BYTES as P, MAX_SORT_KEY_BYTES as S};
+        let mut out = vec![(self.partition_key.as_str(), P)];
+        out.extend(self.sort_key.as_deref().map(|k| (k, S)));
+        for ix in &self.indexes {
+            out.push((ix.partition_key.as_str(), P));
+            out.extend(ix.sort_key.as_deref().map(|k| (k, S)));
+        }
+        out
+    }
+
+    /// The primary key attribute names.
+    pub fn primary_key(&self) -> Vec<&str> {
+        let mut k = vec![self.partition_key.as_str()];
+        k.extend(self.sort_key.as_deref());
+        k
+    }
+}
+
+/// One legacy table and the rules that turn its items into target items.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    /// The mapping's name for it (`user`, `message`).
+    pub name: String,
+    pub source_table: String,
+    /// The legacy table's key attributes (partition, then sort).
+    pub source_key: Vec<String>,
+    /// The value of the target's entity-type attribute (`USER`).
+    pub entity_type: String,
+    /// Target key attributes and their templates, in the order written.
+    pub keys: Vec<(String, Template)>,
+    /// Computed attributes, in name order.
+    pub set: Vec<Computed>,
+    /// When present, only these source attributes are copied.
+    pub keep: Option<Vec<String>>,
+    pub drop: Vec<String>,
+    pub rename: Vec<(String, String)>,
+    /// Attributes that must be numbers; a string holding a number becomes one.
+    pub numbers: Vec<String>,
+    /// Rules that leave an item out on purpose.
+    pub skip: Vec<SkipRule>,
+}
+
+/// An attribute computed by a template.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    pub name: String,
+    pub template: Template,
+    pub value_type: ValueType,
+    /// When an attribute it reads is missing, leave it out instead of failing.
+    pub optional: bool,
+}
+
+/// The type a computed attribute is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    S,
+    N,
+}
+
+/// A rule that filters an item out of the migration, counted in the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkipRule {
+    pub attribute: String,
+    pub condition: SkipCondition,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SkipCondition {
+    Missing,
+    Equals(String),
+}
+
+impl std::fmt::Display for SkipRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.condition {
+            SkipCondition::Missing => write!(f, "skip when {} is missing", self.attribute),
+            SkipCondition::Equals(v) => write!(f, "skip when {} = {v:?}", self.attribute),
+        }
+    }
+}
+
+impl Mapping {
+    /// Loads a mapping from a `.toml` file or a folder of them.
+    pub fn load(path: &Path) -> Result<Mapping, MappingError> {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let rd = std::fs::read_dir(path).map_err(|source| MappingError::Io {
+                path: path.into(),
+                source,
+            })?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(MappingError::File {
+                    path: path.into(),
+                    message: "folder holds no .toml files".into(),
+                });
+            }
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut table: Option<(PathBuf, TableSpec)> = None;
+        let mut entities: Vec<Entity> = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|source| MappingError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let (t, e) = compile_file(&file, &text)?;
+            if let Some(t) = t {
+                if let Some((first, _)) = &table {
+                    return Err(MappingError::File {
+                        path: file,
+                        message: format!("a second [table]; the first is in {}", first.display()),
+                    });
+                }
+                table = Some((file.clone(), t));
+            }
+            entities.extend(e);
+        }
+        let (_, table) = table.ok_or_else(|| MappingError::File {
+            path: path.into(),
+            message: "no [table] section: the mapping must name its target table".into(),
+        })?;
+        let mapping = Mapping {
+            table,
+            entities,
+            origin: path.to_path_buf(),
+        };
+        mapping.check_whole()?;
+        Ok(mapping)
+    }
+
+    /// Parses a mapping from text, as if read from `path` (tests, `--help` examples).
+    pub fn from_str(path: &Path, text: &str) -> Result<Mapping, MappingError> {
+        let (table, entities) = compile_file(path, text)?;
+        let table = table.ok_or_else(|| MappingError::File {
+            path: path.into(),
+            message: "no [table] section".into(),
+        })?;
+        let mapping = Mapping {
+            table,
+            entities,
+            origin: path.to_path_buf(),
+        };
+        mapping.check_whole()?;
+        Ok(mapping)
+    }
+
+    fn check_whole(&self) -> Result<(), MappingError> {
+        let err = |message: String| MappingError::File {
+            path: self.origin.clone(),
+            message,
+        };
+        if self.entities.is_empty() {
+            return Err(err("no [[entity]] sections".into()));
+        }
+        let mut names = HashSet::new();
+        let mut sources = HashSet::new();
+        for e in &self.entities {
+            if !names.insert(&e.name) {
+                return Err(err(format!("entity {:?} is defined twice", e.name)));
+            }
+            if !sources.insert(&e.source_table) {
+                return Err(err(format!(
+                    "source table {:?} is mapped by two entities",
+                    e.source_table
+                )));
+            }
+            if e.source_table == self.table.name {
+                return Err(err(format!(
+                    "entity {:?} reads from the target table {:?}",
+                    e.name, self.table.name
+                )));
+            }
+            for (attr, _) in self.table.key_attributes() {
+                let has = e.keys.iter().any(|(k, _)| k == attr);
+                let is_primary = self.table.primary_key().contains(&attr);
+                if is_primary && !has {
+                    return Err(err(format!(
+                        "entity {:?} has no template for key attribute {attr:?}",
+                        e.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entity reading from a source table.
+    pub fn entity_for_table(&self, table: &str) -> Option<(usize, &Entity)> {
+        self.entities
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.source_table == table)
+    }
+
+    /// Overrides the target table's name (`--target-table`).
+    pub fn set_target_name(&mut self, name: &str) -> Result<(), MappingError> {
+        if let Some(e) = self.entities.iter().find(|e| e.source_table == name) {
+            return Err(MappingError::File {
+                path: self.origin.clone(),
+                message: format!(
+                    "target table {name:?} is the source table of entity {:?}",
+                    e.name
+                ),
+            });
+        }
+        self.table.name = name.to_string();
+        Ok(())
+    }
+}
+
+// ---- the file format ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    table: Option<Spanned<TableConfig>>,
+    #[serde(default)]
+    entity: Vec<Spanned<EntityConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableConfig {
+    name: String,
+    partition_key: String,
+    sort_key: Option<String>,
+    #[serde(default)]
+    indexes: Vec<IndexConfig>,
+    #[serde(default = "default_billing")]
+    billing_mode: String,
+    ttl_attribute: Option<String>,
+    #[serde(default = "default_entity_attr")]
+    entity_type_attribute: String,
+}
+
+fn default_billing() -> String {
+    "PAY_PER_REQUEST".into()
+}
+fn default_entity_attr() -> String {
+    "entityType".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexConfig {
+    name: String,
+    partition_key: String,
+    sort_key: Option<String>,
+    #[serde(default = "default_projection")]
+    projection: String,
+}
+
+fn default_type() -> String {
+    "S".into()
+}
+
+fn default_projection() -> String {
+    "ALL".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntityConfig {
+    name: String,
+    source: String,
+    source_key: Vec<String>,
+    entity_type: String,
+    keys: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    set: BTreeMap<String, Spanned<SetValue>>,
+    keep: Option<Vec<String>>,
+    #[serde(default)]
+    drop: Vec<String>,
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+    #[serde(default)]
+    numbers: Vec<String>,
+    #[serde(default)]
+    skip: Vec<Spanned<SkipConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SetValue {
+    Text(String),
+    Typed {
+        template: String,
+        #[serde(default = "default_type")]
+        r#type: String,
+        #[serde(default)]
+        optional: bool,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkipConfig {
+    attribute: String,
+    missing: Option<bool>,
+    equals: Option<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entity>), MappingError> {
+    let at = |offset: usize, message: String| MappingError::At {
+        path: path.into(),
+        line: line_of(text, offset),
+        message,
+    };
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        at(offset, e.message().to_string())
+    })?;
+    let table = match file.table {
+        None => None,
+        Some(t) => {
+            let start = t.span().start;
+            let t = t.into_inner();
+            if !["PAY_PER_REQUEST", "PROVISIONED"].contains(&t.billing_mode.as_str()) {
+                return Err(at(
+                    start,
+                    format!(
+                        "table.billing_mode must be PAY_PER_REQUEST or PROVISIONED, not {:?}",
+                        t.billing_mode
+                    ),
+                ));
+            }
+            for ix in &t.indexes {
+                if !["ALL", "KEYS_ONLY"].contains(&ix.projection.as_str()) {
+                    return Err(at(
+                        start,
+                        format!("index {}: projection must be ALL or KEYS_ONLY", ix.name),
+                    ));
+                }
+            }
+            Some(TableSpec {
+                name: t.name,
+                partition_key: t.partition_key,
+                sort_key: t.sort_key,
+                indexes: t
+                    .indexes
+                    .into_iter()
+                    .map(|i| IndexSpec {
+                        name: i.name,
+                        partition_key: i.partition_key,
+                        sort_key: i.sort_key,
+                        projection: i.projection,
+                    })
+                    .collect(),
+                billing_mode: t.billing_mode,
+                ttl_attribute: t.ttl_attribute,
+                entity_type_attribute: t.entity_type_attribute,
+            })
+        }
+    };
+    let mut entities = Vec::new();
+    for e in file.entity {
+        let e_start = e.span().start;
+        let e = e.into_inner();
+        let name = e.name.clone();
+        if e.source_key.is_empty() || e.source_key.len() > 2 {
+            return Err(at(
+                e_start,
+                format!("entity {name}: source_key lists the legacy table's 1 or 2 key attributes"),
+            ));
+        }
+        let mut keys = Vec::new();
+        for (attr, tpl) in e.keys {
+            let off = tpl.span().start;
+            let t = Template::parse(tpl.get_ref())
+                .map_err(|err| at(off, format!("entity {name}, keys.{attr}: {err}")))?;
+            keys.push((attr, t));
+        }
+        let mut set = Vec::new();
+        for (attr, v) in e.set {
+            let off = v.span().start;
+            let (text, ty, optional) = match v.into_inner() {
+                SetValue::Text(t) => (t, ValueType::S, false),
+                SetValue::Typed {
+                    template,
+                    r#type,
+                    optional,
+                } => match r#type.as_str() {
+                    "S" => (template, ValueType::S, optional),
+                    "N" => (template, ValueType::N, optional),
+                    other => {
+                        return Err(at(
+                            off,
+                            format!(
+                                "entity {name}, set.{attr}: type must be S or N, not {other:?}"
+                            ),
+                        ))
+                    }
+                },
+            };
+            let t = Template::parse(&text)
+                .map_err(|err| at(off, format!("entity {name}, set.{attr}: {err}")))?;
+            set.push(Computed {
+                name: attr,
+                template: t,
+                value_type: ty,
+                optional,
+            });
+        }
+        let mut skip = Vec::new();
+        for s in e.skip {
+            let off = s.span().start;
+            let s = s.into_inner();
+            let condition = match (s.missing, s.equals) {
+                (Some(true), None) => SkipCondition::Missing,
+                (None, Some(v)) => SkipCondition::Equals(v),
+                _ => return Err(at(off, format!("entity {name}, skip on {}: give exactly one of missing = true or equals = \"...\"", s.attribute))),
+            };
+            skip.push(SkipRule {
+                attribute: s.attribute,
+                condition,
+            });
+        }
+        entities.push(Entity {
+            name,
+            source_table: e.source,
+            source_key: e.source_key,
+            entity_type: e.entity_type,
+            keys,
+            set,
+            keep: e.keep,
+            drop: e.drop,
+            rename: e.rename.into_iter().collect(),
+            numbers: e.numbers,
+            skip,
+        });
+    }
+    Ok((table, entities))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = r#"
+[table]
+name = "t"
+partition_key = "pk"
+sort_key = "sk"
+"#;
+
+    #[test]
+    fn bad_template_names_file_line_and_field() {
+        let text = format!(
+            "{TABLE}\n[[entity]]\nname = \"user\"\nsource = \"users\"\nsource_key = [\"userId\"]\nentity_type = \"USER\"\n[entity.keys]\npk = \"USER#{{userId}}\"\nsk = \"X#{{userId | nope}}\"\n"
+        );
+        let e = Mapping::from_str(Path::new("m.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("m.toml:14:"), "{e}");
+        assert!(
+            e.contains("keys.sk") && e.contains("unknown function \"nope\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_a_line() {
+        let text = format!("{TABLE}\n[[entity]]\nname = \"u\"\nsource = \"s\"\nsource_key = [\"id\"]\nentity_type = \"U\"\nkeyz = 1\n");
+        let e = Mapping::from_str(Path::new("m.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m.toml:") && e.contains("keyz"), "{e}");
+    }
+
+    #[test]
+    fn missing_primary_key_template_is_an_error() {
+        let text = format!("{TABLE}\n[[entity]]\nname = \"u\"\nsource = \"s\"\nsource_key = [\"id\"]\nentity_type = \"U\"\n[entity.keys]\npk = \"U#{{id}}\"\n");
+        let e = Mapping::from_str(Path::new("m.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no template for key attribute \"sk\""), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_mapping_loads_as_a_file_and_split_into_a_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = root.join("mappings/ai-girlfriend.toml");
+        let file = Mapping::load(&path).unwrap();
+        assert_eq!(file.table.name, "ai-girlfriend-table");
+        assert_eq!(file.entities.len(), 7);
+        // The same text split into one file per section is the folder form.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (i, chunk) in text.split("\n[[entity]]").enumerate() {
+            let body = if i == 0 {
+                chunk.to_string()
+            } else {
+                format!("[[entity]]{chunk}")
+            };
+            std::fs::write(dir.path().join(format!("{i:02}.toml")), body).unwrap();
+        }
+        let folder = Mapping::load(dir.path()).unwrap();
+        assert_eq!(folder.table, file.table);
+        let names = |m: &Mapping| {
+            m.entities
+                .iter()
+                .map(|e| e.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&file), names(&folder));
+    }
+}

@@ -1,0 +1,256 @@
+//! What a run did: live counters, the run report, and the terminal summary.
+//!
+//! [`RunStats`] holds the counters every stage bumps while the run goes
+//! (atomics, one set per entity). When the run ends they become a
+//! [`RunReport`]: JSON for machines (`--report`) and a table for people.
+//! The report also carries the reconciliation, read = written + filtered +
+//! dead-lettered per entity, which the caller enforces.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Counters for one entity.
+#[derive(Debug, Default)]
+pub struct EntityCounters {
+    pub read: AtomicU64,
+    pub written: AtomicU64,
+    pub filtered: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttles: AtomicU64,
+    /// Write units the service reported consumed, in thousandths.
+    pub consumed_milli_wcu: AtomicU64,
+    /// Write units we computed from item sizes.
+    pub estimated_wcu: AtomicU64,
+    /// Requests whose target key was already in the same batch.
+    pub repeated_keys: AtomicU64,
+}
+
+/// Live counters of a run, shared by every stage.
+#[derive(Debug)]
+pub struct RunStats {
+    entities: Vec<EntityCounters>,
+}
+
+impl RunStats {
+    pub fn new(entities: usize) -> RunStats {
+        RunStats {
+            entities: (0..entities).map(|_| EntityCounters::default()).collect(),
+        }
+    }
+
+    /// The counters of entity `i`. Out-of-range indexes share a spare set,
+    /// so a bookkeeping slip can never panic a migration.
+    pub fn entity(&self, i: usize) -> &EntityCounters {
+        &self.entities[i.min(self.entities.len().saturating_sub(1))]
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One entity's line in the run report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EntityReport {
+    pub entity: String,
+    pub source_table: String,
+    pub read: u64,
+    pub written: u64,
+    pub filtered: u64,
+    pub dead_lettered: u64,
+    pub retries: u64,
+    pub throttles: u64,
+    pub write_units_consumed: f64,
+    pub write_units_estimated: u64,
+    pub repeated_keys_in_batch: u64,
+    pub reconciled: bool,
+}
+
+/// The run report of `migrate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub command: String,
+    pub mapping: String,
+    pub target_table: String,
+    pub source: String,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub interrupted: bool,
+    pub dead_letter_file: Option<String>,
+    pub entities: Vec<EntityReport>,
+    pub totals: EntityReport,
+    /// True when read = written + filtered + dead-lettered for every entity.
+    pub reconciled: bool,
+    pub warnings: Vec<String>,
+}
+
+impl RunReport {
+    /// Builds the report from the final counters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        stats: &RunStats,
+        names: &[(String, String)],
+        command: &str,
+        mapping: &str,
+        target_table: &str,
+        source: &str,
+        started_at: String,
+        duration: Duration,
+        interrupted: bool,
+        dead_letter_file: Option<String>,
+    ) -> RunReport {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let entities: Vec<EntityReport> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (entity, table))| {
+                let c = stats.entity(i);
+                let (read, written, filtered, dead) = (
+                    get(&c.read),
+                    get(&c.written),
+                    get(&c.filtered),
+                    get(&c.dead_lettered),
+                );
+                EntityReport {
+                    entity: entity.clone(),
+                    source_table: table.clone(),
+                    read,
+                    written,
+                    filtered,
+                    dead_lettered: dead,
+                    retries: get(&c.retries),
+                    throttles: get(&c.throttles),
+                    write_units_consumed: get(&c.consumed_milli_wcu) as f64 / 1000.0,
+                    write_units_estimated: get(&c.estimated_wcu),
+                    repeated_keys_in_batch: get(&c.repeated_keys),
+                    reconciled: read == written + filtered + dead,
+                }
+            })
+            .collect();
+        let mut totals = EntityReport {
+            entity: "TOTAL".into(),
+            source_table: String::new(),
+            read: 0,
+            written: 0,
+            filtered: 0,
+            dead_lettered: 0,
+            retries: 0,
+            throttles: 0,
+            write_units_consumed: 0.0,
+            write_units_estimated: 0,
+            repeated_keys_in_batch: 0,
+            reconciled: true,
+        };
+        for e in &entities {
+            totals.read += e.read;
+            totals.written += e.written;
+            totals.filtered += e.filtered;
+            totals.dead_lettered += e.dead_lettered;
+            totals.retries += e.retries;
+            totals.throttles += e.throttles;
+            totals.write_units_consumed += e.write_units_consumed;
+            totals.write_units_estimated += e.write_units_estimated;
+            totals.repeated_keys_in_batch += e.repeated_keys_in_batch;
+            totals.reconciled &= e.reconciled;
+        }
+        let mut warnings = Vec::new();
+        for e in &entities {
+            if e.repeated_keys_in_batch > 0 {
+                warnings.push(format!(
+                    "{}: {} items had the same target key as an item just before them; the later one replaced the earlier",
+                    e.entity, e.repeated_keys_in_batch
+                ));
+            }
+            if e.dead_lettered > 0 {
+                warnings.push(format!(
+                    "{}: {} items dead-lettered (see the dead-letter file)",
+                    e.entity, e.dead_lettered
+                ));
+            }
+        }
+        if interrupted {
+            warnings.push(
+                "interrupted: the run stopped early; the tables were not read to the end".into(),
+            );
+        }
+        RunReport {
+            command: command.into(),
+            mapping: mapping.into(),
+            target_table: target_table.into(),
+            source: source.into(),
+            started_at,
+            duration_seconds: duration.as_secs_f64(),
+            interrupted,
+            dead_letter_file,
+            reconciled: totals.reconciled,
+            entities,
+            totals,
+            warnings,
+        }
+    }
+
+    /// The terminal summary.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11}\n",
+            "entity", "read", "written", "filtered", "dead", "retries", "throttles", "write units"
+        ));
+        for e in self.entities.iter().chain(std::iter::once(&self.totals)) {
+            out.push_str(&format!(
+                "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11.1}{}\n",
+                e.entity,
+                e.read,
+                e.written,
+                e.filtered,
+                e.dead_lettered,
+                e.retries,
+                e.throttles,
+                e.write_units_consumed,
+                if e.reconciled {
+                    ""
+                } else {
+                    "  <- does not reconcile"
+                }
+            ));
+        }
+        let t = &self.totals;
+        out.push_str(&format!(
+            "\nread {} = written {} + filtered {} + dead-lettered {}: {}\n",
+            t.read,
+            t.written,
+            t.filtered,
+            t.dead_lettered,
+            if self.reconciled {
+                "reconciled"
+            } else {
+                "DOES NOT RECONCILE"
+            }
+        ));
+        out.push_str(&format!(
+            "{:.1} s into {}\n",
+            self.duration_seconds, self.target_table
+        ));
+        if let Some(p) = &self.dead_letter_file {
+            if t.dead_lettered > 0 {
+                out.push_str(&format!("dead letters: {p}\n"));
+            }
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
+    }
+}
+
+/// Writes a serializable report as pretty JSON, creating its folder.
+pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
+}

@@ -1,0 +1,199 @@
+//! Cutting a stream of writes into BatchWriteItem calls.
+//!
+//! Pure: the [`Batcher`] takes [`WriteRequest`]s one at a time and hands
+//! back full batches that real DynamoDB accepts: at most [`MAX_ITEMS`]
+//! requests, at most [`MAX_BYTES`] of request body, and never two requests
+//! for the same primary key (AWS rejects the whole call for any of these;
+//! emulators such as moto accept them). A request for a key already in the
+//! open batch closes that batch first, so both writes happen in order.
+
+use std::collections::HashSet;
+
+use crate::item::Item;
+
+/// DynamoDB's limit on requests in one BatchWriteItem call.
+pub const MAX_ITEMS: usize = 25;
+/// DynamoDB's limit on one BatchWriteItem request body.
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// One put, with what the sink needs to account for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteRequest {
+    /// Index of the entity (mapping order) it came from.
+    pub entity: usize,
+    /// The legacy key it came from, for dead letters.
+    pub source_key: Item,
+    /// The target item.
+    pub item: Item,
+    /// The target's primary key, as text, for duplicate detection.
+    pub key: String,
+    /// Its size on the wire (DynamoDB JSON), for the 16 MB limit.
+    pub wire_bytes: usize,
+    /// Write units it costs, counting the indexes it lands in.
+    pub write_units: u64,
+}
+
+/// Accumulates requests into valid batches.
+#[derive(Debug, Default)]
+pub struct Batcher {
+    open: Vec<WriteRequest>,
+    bytes: usize,
+    keys: HashSet<String>,
+    /// Requests that named a key already in the open batch.
+    pub repeated_keys: u64,
+}
+
+/// Fixed bytes a request adds around each item (`{"PutRequest":{"Item":...}},`).
+const PER_REQUEST_OVERHEAD: usize = 32;
+/// Fixed bytes of the call around its requests (table name, braces).
+const PER_CALL_OVERHEAD: usize = 1024;
+
+impl Batcher {
+    pub fn new() -> Batcher {
+        Batcher::default()
+    }
+
+    /// Adds a request; returns the batch it closed, if adding it closed one.
+    pub fn push(&mut self, req: WriteRequest) -> Option<Vec<WriteRequest>> {
+        let cost = req.wire_bytes + PER_REQUEST_OVERHEAD;
+        let repeated = self.keys.contains(&req.key);
+        if repeated {
+            self.repeated_keys += 1;
+        }
+        let full =
+            self.open.len() >= MAX_ITEMS || self.bytes + cost + PER_CALL_OVERHEAD > MAX_BYTES;
+        let closed = if (full || repeated) && !self.open.is_empty() {
+            self.take()
+        } else {
+            None
+        };
+        self.bytes += cost;
+        self.keys.insert(req.key.clone());
+        self.open.push(req);
+        closed
+    }
+
+    /// Hands back whatever is open (the last, partial batch).
+    pub fn finish(&mut self) -> Option<Vec<WriteRequest>> {
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<Vec<WriteRequest>> {
+        if self.open.is_empty() {
+            return None;
+        }
+        self.bytes = 0;
+        self.keys.clear();
+        Some(std::mem::take(&mut self.open))
+    }
+}
+
+/// The primary key of a target item as one text, for equality only.
+pub fn key_text(item: &Item, key_names: &[&str]) -> String {
+    let mut out = String::new();
+    for name in key_names {
+        match item.get(*name) {
+            Some(v) => out.push_str(&crate::item::value_to_json(v).to_string()),
+            None => out.push_str("null"),
+        }
+        out.push('\u{1f}');
+    }
+    out
+}
+
+/// The exact length of an item in DynamoDB JSON, as the SDK sends it.
+pub fn wire_bytes(item: &Item) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, &crate::item::item_to_json(item));
+    c.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use proptest::prelude::*;
+
+    fn req(key: &str, bytes: usize) -> WriteRequest {
+        WriteRequest {
+            entity: 0,
+            source_key: Item::new(),
+            item: [("pk".to_string(), AttributeValue::S(key.into()))].into(),
+            key: key.to_string(),
+            wire_bytes: bytes,
+            write_units: 1,
+        }
+    }
+
+    fn drain(reqs: Vec<WriteRequest>) -> Vec<Vec<WriteRequest>> {
+        let mut b = Batcher::new();
+        let mut out: Vec<Vec<WriteRequest>> = reqs.into_iter().filter_map(|r| b.push(r)).collect();
+        out.extend(b.finish());
+        out
+    }
+
+    #[test]
+    fn a_26th_item_starts_a_new_batch() {
+        let batches = drain((0..26).map(|i| req(&i.to_string(), 10)).collect());
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![25, 1]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_starts_a_new_batch_and_keeps_order() {
+        let batches = drain(vec![req("a", 1), req("b", 1), req("a", 2)]);
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[1][0].wire_bytes, 2);
+    }
+
+    #[test]
+    fn bytes_close_a_batch() {
+        let batches = drain(
+            (0..5)
+                .map(|i| req(&i.to_string(), 5 * 1024 * 1024))
+                .collect(),
+        );
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
+    }
+
+    #[test]
+    fn wire_bytes_is_the_json_length() {
+        let item: Item = [("a".to_string(), AttributeValue::S("é".into()))].into();
+        assert_eq!(wire_bytes(&item), r#"{"a":{"S":"é"}}"#.len());
+    }
+
+    proptest! {
+        /// Every batch obeys AWS's limits, and nothing is lost or reordered.
+        #[test]
+        fn batches_obey_the_limits(keys in proptest::collection::vec((0u8..40, 1usize..3_000_000), 0..200)) {
+            let reqs: Vec<WriteRequest> = keys.iter().map(|(k, b)| req(&k.to_string(), *b)).collect();
+            let batches = drain(reqs.clone());
+            for batch in &batches {
+                prop_assert!(!batch.is_empty());
+                prop_assert!(batch.len() <= MAX_ITEMS);
+                let bytes: usize = batch.iter().map(|r| r.wire_bytes + PER_REQUEST_OVERHEAD).sum::<usize>() + PER_CALL_OVERHEAD;
+                prop_assert!(bytes <= MAX_BYTES || batch.len() == 1);
+                let distinct: HashSet<&String> = batch.iter().map(|r| &r.key).collect();
+                prop_assert_eq!(distinct.len(), batch.len());
+            }
+            let flat: Vec<WriteRequest> = batches.into_iter().flatten().collect();
+            prop_assert_eq!(flat, reqs);
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The target table: create it from the mapping's spec, or check that the
+//! existing one matches it.
+//!
+//! Writing into a table whose keys or indexes differ from the design would
+//! fail item by item, or worse, succeed into the wrong shape; so before a
+//! single write the target is checked against [`TableSpec`], and a
+//! difference is an error that names it. The tool never writes into one of
+//! its source tables (checked when the plan is built).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification,
+};
+
+use crate::mapping::TableSpec;
+
+/// Why the target is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("target table {0} does not exist; pass --create-table to create it from the mapping")]
+    Missing(String),
+    #[error("target table {table} does not match the mapping: {difference}")]
+    Mismatch { table: String, difference: String },
+    #[error("target table {table}: {message}")]
+    Aws { table: String, message: String },
+    #[error("target table {table} was not ACTIVE after {seconds} s")]
+    NotActive { table: String, seconds: u64 },
+}
+
+/// Creates the table if asked and missing, then checks it against the spec.
+/// Returns true if it was created by this call.
+pub async fn ensure(
+    client: &aws_sdk_dynamodb::Client,
+    spec: &TableSpec,
+    create: bool,
+) -> Result<bool, TableError> {
+    let created = match describe(client, &spec.name).await? {
+        Some(desc) => {
+            check(spec, &desc)?;
+            false
+        }
+        None if create => {
+            create_table(client, spec).await?;
+            true
+        }
+        None => return Err(TableError::Missing(spec.name.clone())),
+    };
+    let desc = wait_active(client, &spec.name, Duration::from_secs(600)).await?;
+    check(spec, &desc)?;
+    if created {
+        if let Some(ttl) = &spec.ttl_attribute {
+            client
+                .update_time_to_live()
+                .table_name(&spec.name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name(ttl)
+                        .build()
+                        .map_err(|e| aws(&spec.name, e.to_string()))?,
+                )
+                .send()
+                .await
+                .map_err(|e| aws(&spec.name, crate::aws::describe_error(&e)))?;
+        }
+    }
+    Ok(created)
+}
+
+fn aws(table: &str, message: String) -> TableError {
+    TableError::Aws {
+        table: table.to_string(),
+        message,
+    }
+}
+
+/// The table's description, or `None` when it does not exist.
+pub async fn describe(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<Option<TableDescription>, TableError> {
+    match client.describe_table().table_name(name).send().await {
+        Ok(out) => Ok(out.table),
+        Err(e) if crate::aws::error_code(&e).as_deref() == Some("ResourceNotFoundException") => {
+            Ok(None)
+        }
+        Err(e) => Err(aws(name, crate::aws::describe_error(&e))),
+    }
+}
+
+fn key_schema(pk: &str, sk: Option<&str>) -> Result<Vec<KeySchemaElement>, String> {
+    let mut out = vec![KeySchemaElement::builder()
+        .attribute_name(pk)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(|e| e.to_string())?];
+    if let Some(sk) = sk {
+        out.push(
+            KeySchemaElement::builder()
+                .attribute_name(sk)
+                .key_type(KeyType::Range)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    spec: &TableSpec,
+) -> Result<(), TableError> {
+    let name = &spec.name;
+    if spec.billing_mode != "PAY_PER_REQUEST" {
+        return Err(aws(name, "--create-table creates on-demand (PAY_PER_REQUEST) tables only; create a provisioned table yourself".into()));
+    }
+    let mut attrs: Vec<&str> = spec.key_attributes().into_iter().map(|(a, _)| a).collect();
+    attrs.sort();
+    attrs.dedup();
+    let defs = attrs
+        .into_iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(a)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| aws(name, e.to_string()))?;
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .set_attribute_definitions(Some(defs))
+        .set_key_schema(Some(
+            key_schema(&spec.partition_key, spec.sort_key.as_deref()).map_err(|e| aws(name, e))?,
+        ))
+        .billing_mode(BillingMode::PayPerRequest);
+    for ix in &spec.indexes {
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::from(ix.projection.as_str()))
+            .build();
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(&ix.name)
+            .set_key_schema(Some(
+                key_schema(&ix.partition_key, ix.sort_key.as_deref()).map_err(|e| aws(name, e))?,
+            ))
+            .projection(projection)
+            .build()
+            .map_err(|e| aws(name, e.to_string()))?;
+        req = req.global_secondary_indexes(gsi);
+    }
+    req.send().await.map_err(|e| {
+        aws(
+            name,
+            format!("CreateTable failed: {}", crate::aws::describe_error(&e)),
+        )
+    })?;
+    Ok(())
+}
+
+async fn wait_active(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    limit: Duration,
+) -> Result<TableDescription, TableError> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(desc) = describe(client, name).await? {
+            let gsis_active = desc
+                .global_secondary_indexes()
+                .iter()
+                .all(|g| g.index_status().is_none_or(|s| s.as_str() == "ACTIVE"));
+            if desc.table_status() == Some(&TableStatus::Active) && gsis_active {
+                return Ok(desc);
+            }
+        }
+        if start.elapsed() > limit {
+            return Err(TableError::NotActive {
+                table: name.into(),
+                seconds: limit.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Compares an existing table with the spec; the first difference is the error.
+pub fn check(spec: &TableSpec, desc: &TableDescription) -> Result<(), TableError> {
+    let mismatch = |difference: String| TableError::Mismatch {
+        table: spec.name.clone(),
+        difference,
+    };
+    let keys = |ks: &[KeySchemaElement]| -> (Option<String>, Option<String>) {
+        let find = |t: KeyType| {
+            ks.iter()
+                .find(|k| *k.key_type() == t)
+                .map(|k| k.attribute_name().to_string())
+        };
+        (find(KeyType::Hash), find(KeyType::Range))
+    };
+    let (pk, sk) = keys(desc.key_schema());
+    if pk.as_deref() != Some(spec.partition_key.as_str()) || sk != spec.sort_key {
+        return Err(mismatch(format!(
+            "its key is {}/{}, the mapping's is {}/{}",
+            pk.unwrap_or_default(),
+            sk.unwrap_or_default(),
+            spec.partition_key,
+            spec.sort_key.clone().unwrap_or_default()
+        )));
+    }
+    for def in desc.attribute_definitions() {
+        if def.attribute_type() != &ScalarAttributeType::S {
+            return Err(mismatch(format!(
+                "key attribute {} is {}, the mapping writes S",
+                def.attribute_name(),
+                def.attribute_type().as_str()
+            )));
+        }
+    }
+    for ix in &spec.indexes {
+        let Some(g) = desc
+            .global_secondary_indexes()
+            .iter()
+            .find(|g| g.index_name() == Some(ix.name.as_str()))
+        else {
+            return Err(mismatch(format!("index {} is missing", ix.name)));
+        };
+        let (gpk, gsk) = keys(g.key_schema());
+        if gpk.as_deref() != Some(ix.partition_key.as_str()) || gsk != ix.sort_key {
+            return Err(mismatch(format!(
+                "index {} is keyed {}/{}, the mapping's is {}/{}",
+                ix.name,
+                gpk.unwrap_or_default(),
+                gsk.unwrap_or_default(),
+                ix.partition_key,
+                ix.sort_key.clone().unwrap_or_default()
+            )));
+        }
+        let projection = g
+            .projection()
+            .and_then(|p| p.projection_type())
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        if projection != ix.projection {
+            return Err(mismatch(format!(
+                "index {} projects {projection}, the mapping's projects {}",
+                ix.name, ix.projection
+            )));
+        }
+    }
+    Ok(())
+}

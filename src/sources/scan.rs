@@ -1,0 +1,230 @@
+//! The Scan source: a legacy table read by parallel Scan segments.
+//!
+//! One tokio task per segment (bounded by a semaphore shared by all tables),
+//! each following its own `LastEvaluatedKey`. Pages go out through a bounded
+//! channel as [`SourceBatch`]es, so a slow sink slows the scan instead of
+//! filling memory. Reads are eventually consistent unless asked otherwise,
+//! and a per-table read-unit limit keeps a production table's traffic
+//! served. A shutdown signal stops reading between pages.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, Select};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::{SourceBatch, SourceError, TableInfo};
+use crate::item::{item_size, Item};
+
+/// How a table is scanned.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    /// Segments per table; `None` derives them from the table's size.
+    pub segments: Option<u32>,
+    pub consistent_read: bool,
+    /// Read units per second per table.
+    pub read_units_per_second: Option<NonZeroU32>,
+    /// Items per page; `None` lets DynamoDB fill 1 MB pages.
+    pub page_limit: Option<i32>,
+}
+
+/// The default segment count: one per 2 GB (AWS's advice), at least 4 for a
+/// table of more than a few thousand items so a small migration still runs
+/// in parallel, at most 1,000.
+pub fn default_segments(size_bytes: i64, item_count: i64) -> u32 {
+    const TWO_GB: i64 = 2 * 1024 * 1024 * 1024;
+    let by_size = (size_bytes.max(0) + TWO_GB - 1) / TWO_GB;
+    let floor = if item_count > 5_000 { 4 } else { 1 };
+    by_size.clamp(floor, 1000) as u32
+}
+
+/// Scans one table to the end (or to shutdown), sending its pages to `tx`.
+/// Returns the number of items read.
+#[allow(clippy::too_many_arguments)]
+pub async fn scan_table(
+    client: aws_sdk_dynamodb::Client,
+    info: TableInfo,
+    entity: usize,
+    cfg: ScanConfig,
+    tx: mpsc::Sender<SourceBatch>,
+    permits: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    on_page: Arc<dyn Fn(usize, u64) + Send + Sync>,
+) -> Result<u64, SourceError> {
+    let segments = cfg
+        .segments
+        .unwrap_or_else(|| default_segments(info.size_bytes, info.item_count))
+        .max(1);
+    let limiter = cfg
+        .read_units_per_second
+        .map(|r| Arc::new((RateLimiter::direct(Quota::per_second(r)), r.get())));
+    let mut tasks = tokio::task::JoinSet::new();
+    for segment in 0..segments {
+        let client = client.clone();
+        let table = info.name.clone();
+        let cfg = cfg.clone();
+        let tx = tx.clone();
+        let permits = permits.clone();
+        let shutdown = shutdown.clone();
+        let limiter = limiter.clone();
+        let on_page = on_page.clone();
+        tasks.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|_| SourceError::Cancelled)?;
+            scan_segment(
+                &client,
+                &table,
+                entity,
+                segment,
+                segments,
+                &cfg,
+                &tx,
+                shutdown,
+                limiter.as_deref(),
+                &*on_page,
+            )
+            .await
+        });
+    }
+    let mut total = 0u64;
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(SourceError::Task(join.to_string()));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scan_segment(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    entity: usize,
+    segment: u32,
+    segments: u32,
+    cfg: &ScanConfig,
+    tx: &mpsc::Sender<SourceBatch>,
+    shutdown: watch::Receiver<bool>,
+    limiter: Option<&(DefaultDirectRateLimiter, u32)>,
+    on_page: &(dyn Fn(usize, u64) + Send + Sync),
+) -> Result<u64, SourceError> {
+    let mut start_key: Option<Item> = None;
+    let mut read = 0u64;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(read);
+        }
+        let mut req = client
+            .scan()
+            .table_name(table)
+            .consistent_read(cfg.consistent_read)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .select(Select::AllAttributes)
+            .set_exclusive_start_key(start_key.take());
+        if segments > 1 {
+            req = req.segment(segment as i32).total_segments(segments as i32);
+        }
+        if let Some(l) = cfg.page_limit {
+            req = req.limit(l);
+        }
+        let page = req.send().await.map_err(|e| SourceError::Scan {
+            table: table.to_string(),
+            segment,
+            message: crate::aws::describe_error(&e),
+        })?;
+        let items = page.items().to_vec();
+        let n = items.len() as u64;
+        read += n;
+        // Pay for what the page cost: the service's count, or our estimate
+        // (4 KB units, halved for eventually consistent reads).
+        if let Some((lim, burst)) = limiter {
+            let units = page
+                .consumed_capacity()
+                .and_then(|c| c.capacity_units())
+                .unwrap_or_else(|| {
+                    let bytes: usize = items.iter().map(item_size).sum();
+                    let units = (bytes as f64 / 4096.0).ceil();
+                    if cfg.consistent_read {
+                        units
+                    } else {
+                        units / 2.0
+                    }
+                });
+            let mut owed = units.ceil() as u64;
+            while owed > 0 {
+                let part = owed.min(*burst as u64) as u32;
+                if let Some(p) = NonZeroU32::new(part) {
+                    let _ = lim.until_n_ready(p).await;
+                }
+                owed -= part as u64;
+            }
+        }
+        if !items.is_empty() {
+            on_page(entity, n);
+            tx.send(SourceBatch { entity, items })
+                .await
+                .map_err(|_| SourceError::Cancelled)?;
+        }
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start_key = Some(k.clone()),
+            _ => return Ok(read),
+        }
+    }
+}
+
+/// Reads at most `limit` items from the start of a table (for `preview`).
+pub async fn scan_first(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    limit: usize,
+) -> Result<Vec<Item>, SourceError> {
+    let mut out = Vec::new();
+    let mut start_key: Option<Item> = None;
+    while out.len() < limit {
+        let page = client
+            .scan()
+            .table_name(table)
+            .limit((limit - out.len()).min(1000) as i32)
+            .set_exclusive_start_key(start_key.take())
+            .send()
+            .await
+            .map_err(|e| SourceError::Scan {
+                table: table.to_string(),
+                segment: 0,
+                message: crate::aws::describe_error(&e),
+            })?;
+        out.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start_key = Some(k.clone()),
+            _ => break,
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_follow_table_size() {
+        assert_eq!(default_segments(0, 0), 1);
+        assert_eq!(default_segments(1_000_000, 10_000), 4);
+        assert_eq!(default_segments(10 * 1024 * 1024 * 1024, 50_000_000), 5);
+        assert_eq!(default_segments(i64::MAX / 2, 1), 1000);
+    }
+}
