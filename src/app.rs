@@ -46,7 +46,7 @@ pub async fn run(command: Command) -> Result<i32> {
 
 fn load_mapping(args: &MappingArgs) -> Result<Mapping> {
     let mut m = Mapping::load(&args.mapping)?;
-    if let Some(t) = &args.target_table {
+    if let Some(t) = args.target_table.as_deref().filter(|t| !t.is_empty()) {
         m.set_target_name(t)?;
     }
     Ok(m)

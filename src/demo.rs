@@ -23,8 +23,11 @@ use serde::Serialize;
 
 use crate::item::Item;
 
-/// The legacy tables: name, partition key (name, type), optional sort key.
-pub const LEGACY_TABLES: [(&str, (&str, &str), Option<(&str, &str)>); 7] = [
+/// A key attribute: name and scalar type (`S` or `N`).
+pub type KeyAttr = (&'static str, &'static str);
+
+/// The legacy tables: name, partition key, optional sort key.
+pub const LEGACY_TABLES: [(&str, KeyAttr, Option<KeyAttr>); 7] = [
     ("ai-girlfriend-users", ("userId", "S"), None),
     ("ai-girlfriend-credits", ("userId", "S"), None),
     ("ai-girlfriend-personalities", ("userId", "S"), None),

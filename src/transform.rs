@@ -101,6 +101,14 @@ fn build(entity: &Entity, table: &TableSpec, source: &Item) -> Result<Item, Reje
             out.insert(to.clone(), v);
         }
     }
+    // Keys first, so a rejection names the key a reader looks at first.
+    let mut keys = Vec::with_capacity(entity.keys.len());
+    for (name, t) in &entity.keys {
+        let text = t
+            .render(&src)
+            .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
+        keys.push((name.clone(), AttributeValue::S(text)));
+    }
     for c in &entity.set {
         match c.template.render(&src) {
             Ok(text) => {
@@ -129,12 +137,7 @@ fn build(entity: &Entity, table: &TableSpec, source: &Item) -> Result<Item, Reje
             }
         }
     }
-    for (name, t) in &entity.keys {
-        let text = t
-            .render(&src)
-            .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
-        out.insert(name.clone(), AttributeValue::S(text));
-    }
+    out.extend(keys);
     out.insert(
         table.entity_type_attribute.clone(),
         AttributeValue::S(entity.entity_type.clone()),
@@ -251,7 +254,7 @@ mod tests {
         ]);
         match run(&m, "user", &src) {
             Outcome::Reject(r) => {
-                assert_eq!(r.field, "createdAt");
+                assert_eq!(r.field, "gsi1sk", "keys are checked first, in table order");
                 assert!(r.reason.contains("needs attribute createdAt"), "{r}");
             }
             other => panic!("expected a rejection, got {other:?}"),

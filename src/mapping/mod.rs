@@ -201,8 +201,7 @@ impl Mapping {
             entities,
             origin: path.to_path_buf(),
         };
-        mapping.check_whole()?;
-        Ok(mapping)
+        mapping.finish()
     }
 
     /// Parses a mapping from text, as if read from `path` (tests, `--help` examples).
@@ -217,8 +216,26 @@ impl Mapping {
             entities,
             origin: path.to_path_buf(),
         };
-        mapping.check_whole()?;
-        Ok(mapping)
+        mapping.finish()
+    }
+
+    /// Checks the mapping as a whole and puts each entity's keys in the
+    /// table's order (pk, sk, then index keys), so that a rejection names
+    /// the first key a reader would look at.
+    fn finish(mut self) -> Result<Mapping, MappingError> {
+        self.check_whole()?;
+        let order: Vec<String> = self
+            .table
+            .key_attributes()
+            .iter()
+            .map(|(a, _)| a.to_string())
+            .collect();
+        for e in &mut self.entities {
+            e.keys.sort_by_key(|(name, _)| {
+                order.iter().position(|o| o == name).unwrap_or(usize::MAX)
+            });
+        }
+        Ok(self)
     }
 
     fn check_whole(&self) -> Result<(), MappingError> {

@@ -163,7 +163,7 @@ mod tests {
     fn bytes_close_a_batch() {
         let batches = drain(
             (0..5)
-                .map(|i| req(&i.to_string(), 5 * 1024 * 1024))
+                .map(|i| req(&i.to_string(), 6 * 1024 * 1024))
                 .collect(),
         );
         assert_eq!(

@@ -1,0 +1,480 @@
+//! Shared test harness: real servers on free loopback ports, the real
+//! binary, and a recording, fault-injecting HTTP proxy.
+//!
+//! dynoxide runs in-process on its own thread and runtime, so tests may
+//! block on the binary. moto runs as a child process, killed on drop. The
+//! proxy sits between the binary and dynoxide, records every
+//! BatchWriteItem call, and can answer the way real AWS does under load
+//! (UnprocessedItems) or reject a batch (ValidationException), which no
+//! emulator does on its own.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use singletable::item::Item;
+
+pub const TARGET: &str = "ai-girlfriend-table";
+
+pub fn mapping_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/ai-girlfriend.toml")
+}
+
+/// dynoxide, in-process, on a free port, until dropped.
+pub struct Dynoxide {
+    pub endpoint: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dynoxide {
+    pub fn start() -> Dynoxide {
+        let (tx_addr, rx_addr) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx_addr.send(listener.local_addr().unwrap()).unwrap();
+                let db = dynoxide::Database::memory().unwrap();
+                let _ = dynoxide::server::serve_with_shutdown(listener, db, async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        });
+        let addr = rx_addr.recv().unwrap();
+        Dynoxide {
+            endpoint: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Dynoxide {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// moto server as a child process on a free port, killed on drop.
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is not installed: pip install 'moto[server]' (.ci/run does)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: moto takes ~20 s to exit on SIGTERM
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An SDK client for the test's own reads and writes.
+pub async fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let opts = singletable::aws::AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.into()),
+        static_credentials: Some(("test".into(), "test".into())),
+        ..Default::default()
+    };
+    singletable::aws::dynamodb(&singletable::aws::load(&opts).await)
+}
+
+/// Runs the real binary in `dir` against `endpoint`.
+pub fn singletable(dir: &Path, endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir)
+        .args(args)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--quiet",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("DYNAMODB_TABLE_NAME")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("run singletable")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `migrate --create-table` with reports in `dir`; asserts success.
+pub fn migrate(dir: &Path, endpoint: &str) -> serde_json::Value {
+    let m = mapping_path();
+    let o = singletable(
+        dir,
+        endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--create-table",
+            "--report",
+            "run.json",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+}
+
+/// `verify` with a report in `dir`; returns the exit code and the report.
+pub fn verify(dir: &Path, endpoint: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let m = mapping_path();
+    let mut args = vec![
+        "verify",
+        "--mapping",
+        m.to_str().unwrap(),
+        "--report",
+        "verify.json",
+    ];
+    args.extend_from_slice(extra);
+    let o = singletable(dir, endpoint, &args);
+    let report = std::fs::read_to_string(dir.join("verify.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_default();
+    (o.status.code().unwrap_or(-1), report, text(&o))
+}
+
+/// Creates the legacy tables and loads the seed-equivalent rows plus a
+/// generated dataset.
+pub async fn load_legacy(
+    c: &aws_sdk_dynamodb::Client,
+    scale: usize,
+    seed: u64,
+    dirty_rate: f64,
+) -> Vec<(&'static str, Item)> {
+    singletable::demo::create_legacy_tables(c).await.unwrap();
+    let (items, _) = singletable::demo::generate(&singletable::demo::DemoOptions {
+        scale,
+        seed,
+        dirty_rate,
+    });
+    singletable::demo::load(c, &items).await.unwrap();
+    items
+}
+
+/// Every item of a table, sorted by its DynamoDB JSON.
+pub async fn scan_all(c: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Item> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = c
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        out.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    out.sort_by_key(|i| singletable::item::item_to_json(i).to_string());
+    out
+}
+
+pub fn s(x: &str) -> AttributeValue {
+    AttributeValue::S(x.into())
+}
+
+pub async fn get(c: &aws_sdk_dynamodb::Client, pk: &str, sk: &str) -> Option<Item> {
+    c.get_item()
+        .table_name(TARGET)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+/// All pages of a query on an index, in the order DynamoDB returns them.
+pub async fn query_index(
+    c: &aws_sdk_dynamodb::Client,
+    index: &str,
+    pk_attr: &str,
+    pk: &str,
+) -> Vec<Item> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = c
+            .query()
+            .table_name(TARGET)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", pk_attr)
+            .expression_attribute_values(":v", s(pk))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        out.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    out
+}
+
+pub fn str_of<'a>(item: &'a Item, attr: &str) -> &'a str {
+    match item.get(attr) {
+        Some(AttributeValue::S(s)) => s,
+        other => panic!("{attr} is not S: {other:?} in {item:?}"),
+    }
+}
+
+// ---- the proxy ----
+
+/// One BatchWriteItem call as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct BatchCall {
+    pub requests: usize,
+    pub distinct_keys: usize,
+}
+
+/// What the proxy does to BatchWriteItem calls.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// For this many calls, forward only the first half of the requests
+    /// and answer the rest as UnprocessedItems.
+    pub unprocessed_calls: usize,
+    /// Answer ValidationException to any call holding an item whose `pk` is this.
+    pub poison_pk: Option<String>,
+}
+
+pub struct Proxy {
+    pub endpoint: String,
+    pub calls: Arc<Mutex<Vec<BatchCall>>>,
+    pub faults: Arc<Mutex<Faults>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`), one thread a connection.
+    pub fn start(upstream: &str) -> Proxy {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let (c, f) = (calls.clone(), faults.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (up, c, f) = (upstream.clone(), c.clone(), f.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_connection(conn, &up, &c, &f);
+                });
+            }
+        });
+        Proxy {
+            endpoint,
+            calls,
+            faults,
+        }
+    }
+}
+
+struct Message {
+    head: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_message(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Message>> {
+    let mut head = String::new();
+    if r.read_line(&mut head)? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(Message {
+        head: head.trim_end().to_string(),
+        headers,
+        body,
+    }))
+}
+
+fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
+    let mut out = format!("{}\r\n", m.head);
+    for (k, v) in &m.headers {
+        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("x-amz-crc32") {
+            continue;
+        }
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n", m.body.len()));
+    w.write_all(out.as_bytes())?;
+    w.write_all(&m.body)?;
+    w.flush()
+}
+
+fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+    m.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn serve_connection(
+    client: TcpStream,
+    upstream: &str,
+    calls: &Mutex<Vec<BatchCall>>,
+    faults: &Mutex<Faults>,
+) -> std::io::Result<()> {
+    let mut client_r = BufReader::new(client.try_clone()?);
+    let mut client_w = client;
+    let up = TcpStream::connect(upstream)?;
+    let mut up_r = BufReader::new(up.try_clone()?);
+    let mut up_w = up;
+    while let Some(mut req) = read_message(&mut client_r)? {
+        let is_batch = header(&req, "x-amz-target").is_some_and(|t| t.ends_with("BatchWriteItem"));
+        let mut held_back: Option<(String, Vec<serde_json::Value>)> = None;
+        if is_batch {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+            let (table, reqs) = body["RequestItems"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .next()
+                .map(|(t, r)| (t.clone(), r.as_array().unwrap().clone()))
+                .unwrap();
+            let keys: std::collections::HashSet<String> = reqs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}|{}",
+                        r["PutRequest"]["Item"]["pk"], r["PutRequest"]["Item"]["sk"]
+                    )
+                })
+                .collect();
+            calls.lock().unwrap().push(BatchCall {
+                requests: reqs.len(),
+                distinct_keys: keys.len(),
+            });
+            let mut f = faults.lock().unwrap();
+            if let Some(p) = &f.poison_pk {
+                if reqs
+                    .iter()
+                    .any(|r| r["PutRequest"]["Item"]["pk"]["S"] == p.as_str())
+                {
+                    let body = br#"{"__type":"com.amazon.coral.validate#ValidationException","message":"Injected: item rejected"}"#.to_vec();
+                    let resp = Message {
+                        head: "HTTP/1.1 400 Bad Request".into(),
+                        headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+                        body,
+                    };
+                    write_message(&mut client_w, &resp)?;
+                    continue;
+                }
+            }
+            if f.unprocessed_calls > 0 && reqs.len() > 1 {
+                f.unprocessed_calls -= 1;
+                let half = reqs.len() / 2;
+                let (send, keep) = reqs.split_at(half);
+                let mut new_body = body.clone();
+                new_body["RequestItems"][&table] = serde_json::Value::Array(send.to_vec());
+                req.body = serde_json::to_vec(&new_body).unwrap();
+                held_back = Some((table, keep.to_vec()));
+            }
+        }
+        write_message(&mut up_w, &req)?;
+        let Some(mut resp) = read_message(&mut up_r)? else {
+            return Ok(());
+        };
+        if let Some((table, keep)) = held_back {
+            let mut body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            let mut unprocessed = HashMap::new();
+            unprocessed.insert(table, keep);
+            body["UnprocessedItems"] = serde_json::to_value(unprocessed).unwrap();
+            resp.body = serde_json::to_vec(&body).unwrap();
+        }
+        write_message(&mut client_w, &resp)?;
+    }
+    Ok(())
+}
