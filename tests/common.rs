@@ -161,23 +161,25 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// `migrate --create-table` with reports in `dir`; asserts success.
+/// `migrate --create-table` with the shipped mapping and reports in `dir`;
+/// asserts success and returns the run report.
 pub fn migrate(dir: &Path, endpoint: &str) -> serde_json::Value {
-    let m = mapping_path();
-    let o = singletable(
-        dir,
-        endpoint,
-        &[
-            "migrate",
-            "--mapping",
-            m.to_str().unwrap(),
-            "--create-table",
-            "--report",
-            "run.json",
-            "--dead-letter",
-            "dead.jsonl",
-        ],
-    );
+    migrate_with(dir, endpoint, mapping_path().to_str().unwrap())
+}
+
+/// `migrate --create-table` with `mapping`; asserts success, returns the report.
+pub fn migrate_with(dir: &Path, endpoint: &str, mapping: &str) -> serde_json::Value {
+    let args = [
+        "migrate",
+        "--mapping",
+        mapping,
+        "--create-table",
+        "--report",
+        "run.json",
+        "--dead-letter",
+        "dead.jsonl",
+    ];
+    let o = singletable(dir, endpoint, &args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
 }
