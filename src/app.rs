@@ -73,7 +73,7 @@ fn scan_config(a: &ScanArgs) -> ScanConfig {
         segments: a.segments,
         consistent_read: a.consistent_read,
         read_units_per_second: a.read_rate.and_then(NonZeroU32::new),
-        page_limit: None,
+        page_limit: a.page_size,
     }
 }
 

@@ -88,6 +88,9 @@ pub struct ScanArgs {
     /// Read units per second per table (default: unlimited).
     #[arg(long, value_name = "RCU")]
     pub read_rate: Option<u32>,
+    /// Items per Scan page (default: as many as fit in DynamoDB's 1 MB page).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub page_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Args)]

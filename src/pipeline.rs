@@ -18,13 +18,19 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::item::{item_size, item_to_json, project, Item};
 use crate::mapping::Mapping;
-use crate::report::{RunReport, RunStats};
+use crate::report::{RunMeta, RunReport, RunStats};
 use crate::sinks::batcher::{key_text, wire_bytes, WriteRequest};
 use crate::sinks::dead_letter::{self, DeadLetter};
 use crate::sinks::{table, writer};
 use crate::sources::scan::{self, ScanConfig};
 use crate::sources::{self, SourceBatch, TableInfo};
 use crate::transform::{indexes_landed_in, transform, Outcome};
+
+/// Pages waiting between the sources and the transform. Small on purpose:
+/// on Ctrl-C everything already read is written before the run ends.
+const SOURCE_QUEUE: usize = 16;
+/// Writes waiting for the batcher: about 40 batches.
+const SINK_QUEUE: usize = 1024;
 
 /// Everything `migrate` needs beyond the mapping and the client.
 #[derive(Debug, Clone)]
@@ -56,6 +62,8 @@ pub enum PipelineError {
         "the counts do not reconcile (read != written + filtered + dead-lettered); see the report"
     )]
     NotReconciled,
+    #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
+    Interrupted,
     #[error("a pipeline task failed: {0}")]
     Task(String),
 }
@@ -113,7 +121,7 @@ pub async fn migrate(
         })
     };
 
-    let (sink_tx, sink_rx) = mpsc::channel::<WriteRequest>(4096);
+    let (sink_tx, sink_rx) = mpsc::channel::<WriteRequest>(SINK_QUEUE);
     let writer_cfg = writer::WriterConfig {
         table: mapping.table.name.clone(),
         key_names: mapping
@@ -138,7 +146,7 @@ pub async fn migrate(
         shutdown_tx.clone(),
     ));
 
-    let (src_tx, src_rx) = mpsc::channel::<SourceBatch>(64);
+    let (src_tx, src_rx) = mpsc::channel::<SourceBatch>(SOURCE_QUEUE);
     let transformer = tokio::spawn(transform_stage(
         Arc::new(mapping.clone()),
         src_rx,
@@ -159,7 +167,7 @@ pub async fn migrate(
     for (i, info) in infos.iter().enumerate() {
         let p = progress.clone();
         let on_page: Arc<dyn Fn(usize, u64) + Send + Sync> = Arc::new(move |e, n| p.inc(e, n));
-        scans.spawn(scan::scan_table(
+        let scan = scan::scan_table(
             client.clone(),
             info.clone(),
             i,
@@ -168,7 +176,17 @@ pub async fn migrate(
             permits.clone(),
             shutdown_rx.clone(),
             on_page,
-        ));
+        );
+        let stats = stats.clone();
+        scans.spawn(async move {
+            let result = scan.await;
+            let millis = clock.elapsed().as_millis() as u64;
+            stats
+                .entity(i)
+                .read_millis
+                .store(millis, std::sync::atomic::Ordering::Relaxed);
+            result
+        });
     }
     drop(src_tx);
 
@@ -216,20 +234,22 @@ pub async fn migrate(
         .iter()
         .map(|e| (e.name.clone(), e.source_table.clone()))
         .collect();
-    let report = RunReport::build(
-        &stats,
-        &names,
-        "migrate",
-        &mapping.origin.display().to_string(),
-        &mapping.table.name,
-        "scan",
+    let meta = RunMeta {
+        command: "migrate".into(),
+        mapping: mapping.origin.display().to_string(),
+        target_table: mapping.table.name.clone(),
+        source: "scan".into(),
         started_at,
-        clock.elapsed(),
-        stopped_early,
-        Some(opts.dead_letter.display().to_string()),
-    );
+        duration: clock.elapsed(),
+        interrupted: stopped_early,
+        dead_letter_file: Some(opts.dead_letter.display().to_string()),
+    };
+    let report = RunReport::build(&stats, &names, meta);
     if failure.is_none() && !report.reconciled {
         failure = Some(PipelineError::NotReconciled);
+    }
+    if failure.is_none() && interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        failure = Some(PipelineError::Interrupted);
     }
     Ok((report, failure))
 }

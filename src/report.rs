@@ -26,6 +26,8 @@ pub struct EntityCounters {
     pub estimated_wcu: AtomicU64,
     /// Requests whose target key was already in the same batch.
     pub repeated_keys: AtomicU64,
+    /// Milliseconds from the start of the run until the table was read.
+    pub read_millis: AtomicU64,
 }
 
 /// Live counters of a run, shared by every stage.
@@ -66,6 +68,8 @@ pub struct EntityReport {
     pub write_units_consumed: f64,
     pub write_units_estimated: u64,
     pub repeated_keys_in_batch: u64,
+    /// Seconds from the start of the run until this table was read to the end.
+    pub read_seconds: f64,
     pub reconciled: bool,
 }
 
@@ -87,21 +91,23 @@ pub struct RunReport {
     pub warnings: Vec<String>,
 }
 
+/// What the report says about the run itself.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    pub command: String,
+    pub mapping: String,
+    pub target_table: String,
+    pub source: String,
+    pub started_at: String,
+    pub duration: Duration,
+    pub interrupted: bool,
+    pub dead_letter_file: Option<String>,
+}
+
 impl RunReport {
-    /// Builds the report from the final counters.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        stats: &RunStats,
-        names: &[(String, String)],
-        command: &str,
-        mapping: &str,
-        target_table: &str,
-        source: &str,
-        started_at: String,
-        duration: Duration,
-        interrupted: bool,
-        dead_letter_file: Option<String>,
-    ) -> RunReport {
+    /// Builds the report from the final counters; `names` are (entity,
+    /// source table) in mapping order.
+    pub fn build(stats: &RunStats, names: &[(String, String)], meta: RunMeta) -> RunReport {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let entities: Vec<EntityReport> = names
             .iter()
@@ -126,6 +132,7 @@ impl RunReport {
                     write_units_consumed: get(&c.consumed_milli_wcu) as f64 / 1000.0,
                     write_units_estimated: get(&c.estimated_wcu),
                     repeated_keys_in_batch: get(&c.repeated_keys),
+                    read_seconds: get(&c.read_millis) as f64 / 1000.0,
                     reconciled: read == written + filtered + dead,
                 }
             })
@@ -142,6 +149,7 @@ impl RunReport {
             write_units_consumed: 0.0,
             write_units_estimated: 0,
             repeated_keys_in_batch: 0,
+            read_seconds: 0.0,
             reconciled: true,
         };
         for e in &entities {
@@ -154,6 +162,7 @@ impl RunReport {
             totals.write_units_consumed += e.write_units_consumed;
             totals.write_units_estimated += e.write_units_estimated;
             totals.repeated_keys_in_batch += e.repeated_keys_in_batch;
+            totals.read_seconds = totals.read_seconds.max(e.read_seconds);
             totals.reconciled &= e.reconciled;
         }
         let mut warnings = Vec::new();
@@ -171,20 +180,20 @@ impl RunReport {
                 ));
             }
         }
-        if interrupted {
+        if meta.interrupted {
             warnings.push(
                 "interrupted: the run stopped early; the tables were not read to the end".into(),
             );
         }
         RunReport {
-            command: command.into(),
-            mapping: mapping.into(),
-            target_table: target_table.into(),
-            source: source.into(),
-            started_at,
-            duration_seconds: duration.as_secs_f64(),
-            interrupted,
-            dead_letter_file,
+            command: meta.command,
+            mapping: meta.mapping,
+            target_table: meta.target_table,
+            source: meta.source,
+            started_at: meta.started_at,
+            duration_seconds: meta.duration.as_secs_f64(),
+            interrupted: meta.interrupted,
+            dead_letter_file: meta.dead_letter_file,
             reconciled: totals.reconciled,
             entities,
             totals,
@@ -196,12 +205,20 @@ impl RunReport {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11}\n",
-            "entity", "read", "written", "filtered", "dead", "retries", "throttles", "write units"
+            "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11} {:>8}\n",
+            "entity",
+            "read",
+            "written",
+            "filtered",
+            "dead",
+            "retries",
+            "throttles",
+            "write units",
+            "read s"
         ));
         for e in self.entities.iter().chain(std::iter::once(&self.totals)) {
             out.push_str(&format!(
-                "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11.1}{}\n",
+                "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11.1} {:>8.1}{}\n",
                 e.entity,
                 e.read,
                 e.written,
@@ -210,6 +227,7 @@ impl RunReport {
                 e.retries,
                 e.throttles,
                 e.write_units_consumed,
+                e.read_seconds,
                 if e.reconciled {
                     ""
                 } else {

@@ -756,3 +756,78 @@ async fn an_independently_written_legacy_dataset_migrates_as_its_author_expects(
     let (code, _, out) = verify(dir.path(), &db.endpoint, &["--sample", "100000"]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Ctrl-C: reading stops, what was read is written, the report says so.
+#[tokio::test]
+async fn ctrl_c_stops_reading_and_the_report_still_reconciles() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    let legacy = load_legacy(&c, 10_000, 6, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = mapping_path();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args([
+            "migrate",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--create-table",
+            "--report",
+            "run.json",
+        ])
+        .args([
+            "--write-rate",
+            "500",
+            "--page-size",
+            "25",
+            "--segments",
+            "1",
+            "--quiet",
+        ])
+        .args(["--endpoint-url", &db.endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until writing has begun, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let exists = c.describe_table().table_name(TARGET).send().await.is_ok();
+        if exists && !scan_all(&c, TARGET).await.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the migration never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("interrupted"),
+        "{}",
+        text(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["reconciled"], true, "{report:#}");
+    let t = &report["totals"];
+    let (read, written) = (t["read"].as_u64().unwrap(), t["written"].as_u64().unwrap());
+    assert!(
+        read < legacy.len() as u64,
+        "it stopped reading early: {read} of {}",
+        legacy.len()
+    );
+    assert_eq!(read, written, "everything read was written");
+    assert_eq!(scan_all(&c, TARGET).await.len() as u64, written);
+}
