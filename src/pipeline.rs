@@ -284,6 +284,7 @@ async fn transform_stage(
                             indexes_landed_in(&target, &mapping.table),
                         ),
                         source_key,
+                        op: crate::sinks::batcher::Op::Put,
                         item: target,
                     };
                     if let Err(back) = sink.send(req).await {

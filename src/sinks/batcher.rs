@@ -5,7 +5,9 @@
 //! requests, at most [`MAX_BYTES`] of request body, and never two requests
 //! for the same primary key (AWS rejects the whole call for any of these;
 //! emulators such as moto accept them). A request for a key already in the
-//! open batch closes that batch first, so both writes happen in order.
+//! open batch closes that batch first, and marks the next batch as one that
+//! must wait for every earlier batch to land ([`Batch::barrier`]), so two
+//! writes of one key happen in the order they were made.
 
 use std::collections::HashSet;
 
@@ -16,14 +18,16 @@ pub const MAX_ITEMS: usize = 25;
 /// DynamoDB's limit on one BatchWriteItem request body.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// One put, with what the sink needs to account for it.
+/// One put or delete, with what the sink needs to account for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteRequest {
     /// Index of the entity (mapping order) it came from.
     pub entity: usize,
     /// The legacy key it came from, for dead letters.
     pub source_key: Item,
-    /// The target item.
+    /// Put this whole item, or delete the item with this key.
+    pub op: Op,
+    /// The target item (a put) or its primary key (a delete).
     pub item: Item,
     /// The target's primary key, as text, for duplicate detection.
     pub key: String,
@@ -33,12 +37,30 @@ pub struct WriteRequest {
     pub write_units: u64,
 }
 
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Put,
+    Delete,
+}
+
+/// A closed batch, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub requests: Vec<WriteRequest>,
+    /// Send only after every earlier batch has landed: it repeats a key of
+    /// the batch before it.
+    pub barrier: bool,
+}
+
 /// Accumulates requests into valid batches.
 #[derive(Debug, Default)]
 pub struct Batcher {
     open: Vec<WriteRequest>,
     bytes: usize,
     keys: HashSet<String>,
+    /// The open batch was started by a repeated key.
+    open_barrier: bool,
     /// Requests that named a key already in the open batch.
     pub repeated_keys: u64,
 }
@@ -54,7 +76,7 @@ impl Batcher {
     }
 
     /// Adds a request; returns the batch it closed, if adding it closed one.
-    pub fn push(&mut self, req: WriteRequest) -> Option<Vec<WriteRequest>> {
+    pub fn push(&mut self, req: WriteRequest) -> Option<Batch> {
         let cost = req.wire_bytes + PER_REQUEST_OVERHEAD;
         let repeated = self.keys.contains(&req.key);
         if repeated {
@@ -67,6 +89,9 @@ impl Batcher {
         } else {
             None
         };
+        if repeated {
+            self.open_barrier = true;
+        }
         self.bytes += cost;
         self.keys.insert(req.key.clone());
         self.open.push(req);
@@ -74,17 +99,21 @@ impl Batcher {
     }
 
     /// Hands back whatever is open (the last, partial batch).
-    pub fn finish(&mut self) -> Option<Vec<WriteRequest>> {
+    pub fn finish(&mut self) -> Option<Batch> {
         self.take()
     }
 
-    fn take(&mut self) -> Option<Vec<WriteRequest>> {
+    fn take(&mut self) -> Option<Batch> {
         if self.open.is_empty() {
             return None;
         }
         self.bytes = 0;
         self.keys.clear();
-        Some(std::mem::take(&mut self.open))
+        let barrier = std::mem::take(&mut self.open_barrier);
+        Some(Batch {
+            requests: std::mem::take(&mut self.open),
+            barrier,
+        })
     }
 }
 
@@ -129,6 +158,7 @@ mod tests {
         WriteRequest {
             entity: 0,
             source_key: Item::new(),
+            op: Op::Put,
             item: [("pk".to_string(), AttributeValue::S(key.into()))].into(),
             key: key.to_string(),
             wire_bytes: bytes,
@@ -136,11 +166,18 @@ mod tests {
         }
     }
 
-    fn drain(reqs: Vec<WriteRequest>) -> Vec<Vec<WriteRequest>> {
+    fn drain_batches(reqs: Vec<WriteRequest>) -> Vec<Batch> {
         let mut b = Batcher::new();
-        let mut out: Vec<Vec<WriteRequest>> = reqs.into_iter().filter_map(|r| b.push(r)).collect();
+        let mut out: Vec<Batch> = reqs.into_iter().filter_map(|r| b.push(r)).collect();
         out.extend(b.finish());
         out
+    }
+
+    fn drain(reqs: Vec<WriteRequest>) -> Vec<Vec<WriteRequest>> {
+        drain_batches(reqs)
+            .into_iter()
+            .map(|b| b.requests)
+            .collect()
     }
 
     #[test]
@@ -153,10 +190,17 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_key_starts_a_new_batch_and_keeps_order() {
-        let batches = drain(vec![req("a", 1), req("b", 1), req("a", 2)]);
+    fn a_duplicate_key_starts_a_new_batch_behind_a_barrier() {
+        let batches = drain_batches(vec![req("a", 1), req("b", 1), req("a", 2), req("c", 1)]);
         assert_eq!(batches.len(), 2);
-        assert_eq!(batches[1][0].wire_bytes, 2);
+        assert!(!batches[0].barrier);
+        assert!(
+            batches[1].barrier,
+            "the repeat waits for the first write to land"
+        );
+        assert_eq!(batches[1].requests[0].wire_bytes, 2);
+        let plain = drain_batches((0..30).map(|i| req(&i.to_string(), 1)).collect());
+        assert!(plain.iter().all(|b| !b.barrier));
     }
 
     #[test]

@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    PutRequest, ReturnConsumedCapacity, WriteRequest as SdkWriteRequest,
+    DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest as SdkWriteRequest,
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng as _;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::batcher::{key_text, Batcher, WriteRequest};
+use super::batcher::{key_text, Batch, Batcher, Op, WriteRequest};
 use super::dead_letter::DeadLetter;
 use crate::report::RunStats;
 
@@ -247,7 +247,13 @@ pub async fn run(
             }
             None => batcher.finish(),
         };
-        if let Some(batch) = batch {
+        if let Some(Batch { requests, barrier }) = batch {
+            if barrier {
+                // A repeated key: everything before it lands first.
+                while let Some(done) = tasks.join_next().await {
+                    dead_closed |= !done.unwrap_or(false);
+                }
+            }
             let permit = semaphore
                 .clone()
                 .acquire_owned()
@@ -255,7 +261,7 @@ pub async fn run(
                 .map_err(|_| SinkError::DeadLetterClosed)?;
             let shared = shared.clone();
             tasks.spawn(async move {
-                let ok = shared.write_batch(batch).await;
+                let ok = shared.write_batch(requests).await;
                 drop(permit);
                 ok
             });
@@ -355,16 +361,32 @@ impl Shared {
     /// Sends one BatchWriteItem call for `pending`; the result and the
     /// error code, if any.
     async fn call(&self, pending: &[WriteRequest]) -> (CallResult, Option<String>) {
-        let requests: Vec<SdkWriteRequest> = pending
+        let requests: Result<Vec<SdkWriteRequest>, _> = pending
             .iter()
-            .filter_map(|r| {
-                let put = PutRequest::builder()
+            .map(|r| match r.op {
+                Op::Put => PutRequest::builder()
                     .set_item(Some(r.item.clone()))
                     .build()
-                    .ok()?;
-                Some(SdkWriteRequest::builder().put_request(put).build())
+                    .map(|p| SdkWriteRequest::builder().put_request(p).build()),
+                Op::Delete => DeleteRequest::builder()
+                    .set_key(Some(r.item.clone()))
+                    .build()
+                    .map(|d| SdkWriteRequest::builder().delete_request(d).build()),
             })
             .collect();
+        let requests = match requests {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("could not build the request: {e}");
+                return (
+                    CallResult::Err {
+                        class: ErrorClass::Invalid,
+                        message,
+                    },
+                    None,
+                );
+            }
+        };
         let out = self
             .client
             .batch_write_item()
@@ -386,7 +408,13 @@ impl Shared {
                     .and_then(|m| m.get(&self.cfg.table))
                     .map(|reqs| {
                         reqs.iter()
-                            .filter_map(|w| w.put_request().map(|p| key_text(p.item(), &names)))
+                            .filter_map(|w| {
+                                let item = w
+                                    .put_request()
+                                    .map(|p| p.item())
+                                    .or(w.delete_request().map(|d| d.key()))?;
+                                Some(key_text(item, &names))
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -466,6 +494,7 @@ mod tests {
         WriteRequest {
             entity: 0,
             source_key: Item::new(),
+            op: Op::Put,
             item: Item::new(),
             key: key.into(),
             wire_bytes: 1,
