@@ -14,12 +14,17 @@ use anyhow::{Context, Result};
 
 use crate::aws::AwsOptions;
 use crate::cli::{
-    AwsArgs, Command, DemoArgs, MappingArgs, MigrateArgs, PreviewArgs, ScanArgs, VerifyArgs,
+    AwsArgs, Command, DataArgs, DemoArgs, DemoDataArgs, ExportFormat, MappingArgs, MigrateArgs,
+    PreviewArgs, ScanArgs, SourceArgs, VerifyArgs,
 };
+use crate::export::write::ExportSpec;
+use crate::export::Record;
 use crate::mapping::Mapping;
 use crate::pipeline::{self, MigrateOptions};
 use crate::report::write_json;
+use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
+use crate::sources::SourceOptions;
 use crate::verify::{self, VerifyOptions};
 
 /// Exit code: the tool did its job (and verify found a match).
@@ -36,8 +41,12 @@ pub async fn run(command: Command) -> Result<i32> {
         Command::Preview(a) => preview(&a).await,
         Command::Verify(a) => verify_cmd(&a).await,
         Command::DemoData(a) => {
-            let client = client(&a.aws, None).await;
-            demo_data(&client, &a.data).await?;
+            let (client, s3) = clients(&a.aws, None).await;
+            let export = match &a.export_to {
+                Some(dest) => Some((crate::export::write::Dest::parse(dest, Some(s3))?, &a)),
+                None => None,
+            };
+            demo_data(&client, &a.data, export).await?;
             Ok(EXIT_OK)
         }
         Command::Demo(a) => demo(&a).await,
@@ -62,10 +71,47 @@ fn aws_options(a: &AwsArgs) -> AwsOptions {
     }
 }
 
-async fn client(a: &AwsArgs, creds: Option<(String, String)>) -> aws_sdk_dynamodb::Client {
+/// The one DynamoDB client and the one S3 client of a run.
+async fn clients(
+    a: &AwsArgs,
+    creds: Option<(String, String)>,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
     let mut opts = aws_options(a);
     opts.static_credentials = creds;
-    crate::aws::dynamodb(&crate::aws::load(&opts).await)
+    let config = crate::aws::load(&opts).await;
+    (
+        crate::aws::dynamodb(&config),
+        crate::aws::s3(&config, &opts),
+    )
+}
+
+/// The source options: `--export` and `--exports-file` lines, in order.
+fn source_options(a: &SourceArgs) -> Result<SourceOptions> {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let split = |text: &str, origin: &str| -> Result<(String, String)> {
+        let (table, location) = text
+            .split_once('=')
+            .with_context(|| format!("{origin}: {text:?} is not TABLE=LOCATION"))?;
+        Ok((table.trim().to_string(), location.trim().to_string()))
+    };
+    for e in &a.exports {
+        lines.push(split(e, "--export")?);
+    }
+    if let Some(path) = &a.exports_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if !line.is_empty() {
+                lines.push(split(line, &format!("{}:{}", path.display(), i + 1))?);
+            }
+        }
+    }
+    Ok(SourceOptions {
+        exports: lines,
+        scan_missing: a.scan_missing,
+        accept_mismatch: a.accept_export_mismatch,
+    })
 }
 
 fn scan_config(a: &ScanArgs) -> ScanConfig {
@@ -77,33 +123,43 @@ fn scan_config(a: &ScanArgs) -> ScanConfig {
     }
 }
 
-fn migrate_options(a: &MigrateArgs) -> MigrateOptions {
-    MigrateOptions {
+fn migrate_options(a: &MigrateArgs) -> Result<MigrateOptions> {
+    Ok(MigrateOptions {
         create_table: a.create_table,
+        sources: source_options(&a.sources)?,
         scan: scan_config(&a.scan),
-        scan_concurrency: a.scan.scan_concurrency,
+        read_concurrency: a.scan.read_concurrency,
         max_in_flight: a.max_in_flight,
         max_attempts: a.max_attempts.max(1),
         items_per_second: a.write_rate.and_then(NonZeroU32::new),
         write_units_per_second: a.write_units.and_then(NonZeroU32::new),
         dead_letter: a.dead_letter.clone(),
         quiet: a.aws.quiet,
-    }
+    })
 }
 
 async fn migrate(a: &MigrateArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
-    let client = client(&a.aws, None).await;
-    run_migrate(&client, &mapping, &migrate_options(a), a.report.as_deref()).await
+    let opts = migrate_options(a)?;
+    let (client, s3) = clients(&a.aws, None).await;
+    run_migrate(
+        &client,
+        &Store::new(Some(s3)),
+        &mapping,
+        &opts,
+        a.report.as_deref(),
+    )
+    .await
 }
 
 async fn run_migrate(
     client: &aws_sdk_dynamodb::Client,
+    store: &Store,
     mapping: &Mapping,
     opts: &MigrateOptions,
     report: Option<&Path>,
 ) -> Result<i32> {
-    let (report_data, failure) = pipeline::migrate(client, mapping, opts).await?;
+    let (report_data, failure) = pipeline::migrate(client, store, mapping, opts).await?;
     if let Some(path) = report {
         write_json(path, &report_data)
             .with_context(|| format!("writing the run report {}", path.display()))?;
@@ -120,34 +176,48 @@ async fn run_migrate(
 
 async fn preview(a: &PreviewArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
-    let client = client(&a.aws, None).await;
-    print!("{}", pipeline::preview(&client, &mapping, a.limit).await?);
+    let sources = source_options(&a.sources)?;
+    let (client, s3) = clients(&a.aws, None).await;
+    print!(
+        "{}",
+        pipeline::preview(&client, &Store::new(Some(s3)), &mapping, &sources, a.limit).await?
+    );
     Ok(EXIT_OK)
 }
 
-fn verify_options(a: &VerifyArgs) -> VerifyOptions {
-    VerifyOptions {
+fn verify_options(a: &VerifyArgs) -> Result<VerifyOptions> {
+    Ok(VerifyOptions {
         sample: a.sample,
         seed: a.seed,
+        sources: source_options(&a.sources)?,
         scan: scan_config(&a.scan),
-        scan_concurrency: a.scan.scan_concurrency,
+        read_concurrency: a.scan.read_concurrency,
         max_listed: a.max_listed,
-    }
+    })
 }
 
 async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
-    let client = client(&a.aws, None).await;
-    run_verify(&client, &mapping, &verify_options(a), a.report.as_deref()).await
+    let opts = verify_options(a)?;
+    let (client, s3) = clients(&a.aws, None).await;
+    run_verify(
+        &client,
+        &Store::new(Some(s3)),
+        &mapping,
+        &opts,
+        a.report.as_deref(),
+    )
+    .await
 }
 
 async fn run_verify(
     client: &aws_sdk_dynamodb::Client,
+    store: &Store,
     mapping: &Mapping,
     opts: &VerifyOptions,
     report: Option<&Path>,
 ) -> Result<i32> {
-    let r = verify::verify(client, mapping, opts).await?;
+    let r = verify::verify(client, store, mapping, opts).await?;
     if let Some(path) = report {
         write_json(path, &r)
             .with_context(|| format!("writing the verification report {}", path.display()))?;
@@ -156,7 +226,11 @@ async fn run_verify(
     Ok(if r.matches() { EXIT_OK } else { EXIT_DIFFERS })
 }
 
-async fn demo_data(client: &aws_sdk_dynamodb::Client, a: &crate::cli::DataArgs) -> Result<()> {
+async fn demo_data(
+    client: &aws_sdk_dynamodb::Client,
+    a: &DataArgs,
+    export: Option<(crate::export::write::Dest, &DemoDataArgs)>,
+) -> Result<()> {
     if !(0.0..=1.0).contains(&a.dirty_rate) {
         anyhow::bail!("--dirty-rate must be between 0 and 1, not {}", a.dirty_rate);
     }
@@ -166,8 +240,76 @@ async fn demo_data(client: &aws_sdk_dynamodb::Client, a: &crate::cli::DataArgs) 
         dirty_rate: a.dirty_rate,
     };
     let (items, summary) = crate::demo::generate(&opts);
+    let mut tables_hold = items.clone();
+    if let Some((dest, args)) = export {
+        if !(0.0..=0.3).contains(&args.change_rate) {
+            anyhow::bail!(
+                "--change-rate must be between 0 and 0.3, not {}",
+                args.change_rate
+            );
+        }
+        dest.prepare().await?;
+        let format = match args.export_format {
+            ExportFormat::Json => crate::export::Format::DynamoDbJson,
+            ExportFormat::Ion => crate::export::Format::Ion,
+        };
+        let (changes, updated) = crate::demo::changes(&items, a.seed, args.change_rate);
+        for (table, _, _) in crate::demo::LEGACY_TABLES {
+            let records: Vec<Record> = items
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, i)| Record::Item(i.clone()))
+                .collect();
+            let id = format!(
+                "01705276800000-{:08x}",
+                crate::verify::seeded_hash(a.seed, table.as_bytes()) as u32
+            );
+            let spec = ExportSpec {
+                table,
+                export_id: &id,
+                format,
+                files: 3,
+                time: "2024-01-15T00:00:00Z",
+                from_time: None,
+            };
+            let location = crate::export::write::write(&dest, &spec, &records).await?;
+            println!("{table}={location}");
+            if args.incremental {
+                let records: Vec<Record> = changes
+                    .iter()
+                    .filter(|(t, _)| *t == table)
+                    .map(|(_, c)| Record::Change {
+                        keys: c.keys.clone(),
+                        new: c.new.clone(),
+                        old: c.old.clone(),
+                    })
+                    .collect();
+                let id = format!(
+                    "01705280400000-{:08x}",
+                    crate::verify::seeded_hash(a.seed ^ 1, table.as_bytes()) as u32
+                );
+                let spec = ExportSpec {
+                    table,
+                    export_id: &id,
+                    format,
+                    files: 2,
+                    time: "2024-01-15T01:00:00Z",
+                    from_time: Some("2024-01-15T00:00:00Z"),
+                };
+                let location = crate::export::write::write(&dest, &spec, &records).await?;
+                println!("{table}={location}");
+            }
+        }
+        if args.incremental {
+            eprintln!(
+                "incremental exports: {} changes; the tables hold the data with them applied",
+                changes.len()
+            );
+            tables_hold = updated;
+        }
+    }
     crate::demo::create_legacy_tables(client).await?;
-    crate::demo::load(client, &items).await?;
+    crate::demo::load(client, &tables_hold).await?;
     eprintln!(
         "demo data (seed {}, scale {}, dirty rate {}):",
         a.seed, a.scale, a.dirty_rate
@@ -193,7 +335,7 @@ async fn demo(a: &DemoArgs) -> Result<i32> {
         request_timeout: 60,
         quiet: a.quiet,
     };
-    let client = client(
+    let (client, _) = clients(
         &aws,
         Some(("singletable-demo".into(), "singletable-demo".into())),
     )
@@ -221,22 +363,29 @@ async fn demo_steps(
     mapping: &Mapping,
     a: &DemoArgs,
 ) -> Result<i32> {
+    let store = Store::new(None);
     eprintln!("\n== 1. demo data: the seven legacy tables");
-    demo_data(client, &a.data).await?;
+    demo_data(client, &a.data, None).await?;
 
     eprintln!("\n== 2. preview (writes nothing)");
-    print!("{}", pipeline::preview(client, mapping, 2).await?);
+    let scan_only = SourceOptions::default();
+    print!(
+        "{}",
+        pipeline::preview(client, &store, mapping, &scan_only, 2).await?
+    );
 
     eprintln!("\n== 3. migrate --create-table");
+    let scan = ScanConfig {
+        segments: None,
+        consistent_read: false,
+        read_units_per_second: None,
+        page_limit: None,
+    };
     let opts = MigrateOptions {
         create_table: true,
-        scan: ScanConfig {
-            segments: None,
-            consistent_read: false,
-            read_units_per_second: None,
-            page_limit: None,
-        },
-        scan_concurrency: 16,
+        sources: scan_only.clone(),
+        scan: scan.clone(),
+        read_concurrency: 16,
         max_in_flight: 8,
         max_attempts: 10,
         items_per_second: None,
@@ -246,6 +395,7 @@ async fn demo_steps(
     };
     run_migrate(
         client,
+        &store,
         mapping,
         &opts,
         Some(&a.out.join("migrate-report.json")),
@@ -257,12 +407,14 @@ async fn demo_steps(
     let vopts = VerifyOptions {
         sample: 1000,
         seed: 0,
-        scan: opts.scan.clone(),
-        scan_concurrency: 16,
+        sources: scan_only,
+        scan,
+        read_concurrency: 16,
         max_listed: 100,
     };
     let code = run_verify(
         client,
+        &store,
         mapping,
         &vopts,
         Some(&a.out.join("verify-report.json")),

@@ -61,7 +61,8 @@ pub async fn load(opts: &AwsOptions) -> aws_config::SdkConfig {
     if config.region().is_none() {
         // A local endpoint needs some region to sign with; real AWS needs the
         // user's, which the chain found or the user must give.
-        let local = opts.endpoint_url.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let local = custom_endpoint(opts, "AWS_ENDPOINT_URL_DYNAMODB")
+            || custom_endpoint(opts, "AWS_ENDPOINT_URL_S3");
         if local {
             return config
                 .into_builder()
@@ -70,6 +71,22 @@ pub async fn load(opts: &AwsOptions) -> aws_config::SdkConfig {
         }
     }
     config
+}
+
+/// True when requests to a service go to a custom endpoint (not AWS).
+fn custom_endpoint(opts: &AwsOptions, service_var: &str) -> bool {
+    opts.endpoint_url.is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os(service_var).is_some()
+}
+
+/// The S3 client, for export locations. A custom endpoint gets path-style
+/// addressing (`http://host/bucket/key`), which local stores need.
+pub fn s3(config: &aws_config::SdkConfig, opts: &AwsOptions) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(custom_endpoint(opts, "AWS_ENDPOINT_URL_S3"))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// The DynamoDB client, built once from the shared configuration.

@@ -49,8 +49,8 @@ pub struct AwsArgs {
     /// Named profile from the shared AWS config.
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Send every request here instead of AWS (also AWS_ENDPOINT_URL,
-    /// AWS_ENDPOINT_URL_DYNAMODB).
+    /// Send every request (DynamoDB and S3) here instead of AWS. Per service:
+    /// AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3; for both: AWS_ENDPOINT_URL.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Seconds one attempt of one request may take before it is retried.
@@ -72,6 +72,28 @@ pub struct MappingArgs {
     pub target_table: Option<String>,
 }
 
+/// Where the legacy tables are read from: by Scan (the default), or from
+/// DynamoDB's Export-to-S3 files.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Read TABLE from an export: s3://bucket/.../AWSDynamoDB/<ExportId>/, the
+    /// same folder on local disk, or its manifest-summary.json. Repeatable: one
+    /// full export and any number of incremental ones per table, applied in
+    /// order of their export times.
+    #[arg(long = "export", value_name = "TABLE=LOCATION")]
+    pub exports: Vec<String>,
+    /// A file of TABLE=LOCATION lines, read like --export (# starts a comment).
+    #[arg(long, value_name = "PATH")]
+    pub exports_file: Option<PathBuf>,
+    /// With exports: scan the tables that have none (otherwise an error).
+    #[arg(long)]
+    pub scan_missing: bool,
+    /// Read an export whose checksums or item counts do not match its
+    /// manifests; each mismatch is recorded in the report.
+    #[arg(long)]
+    pub accept_export_mismatch: bool,
+}
+
 /// How the legacy tables are read.
 #[derive(Debug, Clone, Args)]
 pub struct ScanArgs {
@@ -79,9 +101,9 @@ pub struct ScanArgs {
     /// for tables over 5,000 items).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub segments: Option<u32>,
-    /// Scan segments running at once, across all tables.
+    /// Scan segments and export files read at once, across all tables.
     #[arg(long, value_name = "N", default_value_t = 16)]
-    pub scan_concurrency: usize,
+    pub read_concurrency: usize,
     /// Strongly consistent reads (twice the read cost).
     #[arg(long)]
     pub consistent_read: bool,
@@ -97,6 +119,8 @@ pub struct ScanArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     #[command(flatten)]
     pub scan: ScanArgs,
     #[command(flatten)]
@@ -133,6 +157,8 @@ pub struct PreviewArgs {
     #[command(flatten)]
     pub mapping: MappingArgs,
     #[command(flatten)]
+    pub sources: SourceArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     /// Items shown per legacy table.
     #[arg(long, short = 'n', value_name = "N", default_value_t = 3)]
@@ -143,6 +169,8 @@ pub struct PreviewArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     #[command(flatten)]
     pub scan: ScanArgs,
     #[command(flatten)]
@@ -174,10 +202,34 @@ pub struct DataArgs {
     pub dirty_rate: f64,
 }
 
+/// An export's data format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// DYNAMODB_JSON: `{"Item":{...}}` lines.
+    Json,
+    /// ION: `$ion_1_0 {Item:{...}}` lines.
+    Ion,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DemoDataArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// Also write each legacy table as a full DynamoDB export here: a folder,
+    /// or s3://bucket/prefix. The TABLE=LOCATION lines for --export (or
+    /// --exports-file) are printed on stdout.
+    #[arg(long, value_name = "DEST")]
+    pub export_to: Option<String>,
+    /// The exports' data format.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "json")]
+    pub export_format: ExportFormat,
+    /// Also write an incremental export of generated changes (inserts,
+    /// updates, deletes), and load the tables in their changed state.
+    #[arg(long, requires = "export_to")]
+    pub incremental: bool,
+    /// Share of each table's items changed by --incremental, per kind of change.
+    #[arg(long, value_name = "R", default_value_t = 0.05)]
+    pub change_rate: f64,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

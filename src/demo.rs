@@ -23,6 +23,9 @@ use serde::Serialize;
 
 use crate::item::Item;
 
+/// Items by legacy table, in the order they were made.
+pub type Dataset = Vec<(&'static str, Item)>;
+
 /// A key attribute: name and scalar type (`S` or `N`).
 pub type KeyAttr = (&'static str, &'static str);
 
@@ -409,6 +412,97 @@ pub fn generate(opts: &DemoOptions) -> (Vec<(&'static str, Item)>, DemoSummary) 
     (out, summary)
 }
 
+/// Changes for an incremental export, from a seed: about `rate` of each
+/// table's items updated (one `revision` attribute set; a few sessions move
+/// to another user, which moves their target key), deleted, or inserted
+/// anew. Returns the changes, one per key as AWS writes them, and the
+/// dataset with the changes applied.
+pub fn changes(
+    items: &[(&'static str, Item)],
+    seed: u64,
+    rate: f64,
+) -> (Vec<(&'static str, Change)>, Dataset) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c4a9);
+    let key_of = |table: &str| {
+        LEGACY_TABLES
+            .iter()
+            .find(|t| t.0 == table)
+            .map(|t| (t.1, t.2))
+    };
+    let mut out = Vec::new();
+    let mut updated = Vec::new();
+    for (table, item) in items {
+        let Some((pk, sk)) = key_of(table) else {
+            continue;
+        };
+        let keys: Item = std::iter::once(pk.0)
+            .chain(sk.map(|k| k.0))
+            .filter_map(|k| item.get(k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        let roll: f64 = rng.random();
+        if roll < rate {
+            out.push((
+                *table,
+                Change {
+                    keys: keys.clone(),
+                    new: None,
+                    old: Some(item.clone()),
+                },
+            ));
+            continue;
+        }
+        if roll < 2.0 * rate {
+            let mut new = item.clone();
+            new.insert("revision".into(), n(2));
+            if *table == "ai-girlfriend-sessions" && rng.random_bool(0.3) {
+                new.insert("userId".into(), s("user123"));
+            }
+            out.push((
+                *table,
+                Change {
+                    keys: keys.clone(),
+                    new: Some(new.clone()),
+                    old: Some(item.clone()),
+                },
+            ));
+            updated.push((*table, new));
+        } else {
+            updated.push((*table, item.clone()));
+        }
+        if roll > 1.0 - rate {
+            // An insert: the same shape under a new key.
+            let mut new = item.clone();
+            for (k, _) in keys.iter() {
+                let v = match &new[k] {
+                    AttributeValue::S(x) => s(format!("{x}-new")),
+                    AttributeValue::N(x) => n(x.parse::<i64>().unwrap_or(0) + 1),
+                    other => other.clone(),
+                };
+                new.insert(k.clone(), v);
+            }
+            let new_keys: Item = keys.keys().map(|k| (k.clone(), new[k].clone())).collect();
+            out.push((
+                *table,
+                Change {
+                    keys: new_keys,
+                    new: Some(new.clone()),
+                    old: None,
+                },
+            ));
+            updated.push((*table, new));
+        }
+    }
+    (out, updated)
+}
+
+/// One change of an incremental export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub keys: Item,
+    pub new: Option<Item>,
+    pub old: Option<Item>,
+}
+
 /// Why the demo data could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("demo data, table {table}: {message}")]
@@ -577,6 +671,27 @@ mod tests {
                 "{kind}: {summary:?}"
             );
         }
+    }
+
+    #[test]
+    fn changes_touch_every_kind_and_apply() {
+        let (items, _) = generate(&DemoOptions {
+            scale: 1000,
+            seed: 3,
+            dirty_rate: 0.0,
+        });
+        let (changes, updated) = changes(&items, 3, 0.05);
+        let deletes = changes.iter().filter(|(_, c)| c.new.is_none()).count();
+        let updates = changes
+            .iter()
+            .filter(|(_, c)| c.new.is_some() && c.old.is_some())
+            .count();
+        let inserts = changes.iter().filter(|(_, c)| c.old.is_none()).count();
+        assert!(
+            deletes > 10 && updates > 10 && inserts > 10,
+            "{deletes} {updates} {inserts}"
+        );
+        assert_eq!(updated.len(), items.len() - deletes + inserts);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! singletable: move a one-table-per-entity DynamoDB layout into a
 //! single-table design, and prove it.
 //!
-//! The rooms, in the order data flows: [`sources`] read legacy items,
+//! The rooms, in the order data flows: [`sources`] read legacy items
+//! (by Scan, or from the [`export`] files of DynamoDB's Export to S3),
 //! [`mapping`] and [`transform`] turn them into target items, [`sinks`]
 //! write them (or dead-letter them), [`verify`] proves the result and
 //! [`report`] tells people. [`pipeline`] wires one run; [`app`] and [`cli`]
@@ -12,6 +13,7 @@ pub mod aws;
 pub mod cli;
 pub mod demo;
 pub mod embedded;
+pub mod export;
 pub mod item;
 pub mod mapping;
 pub mod pipeline;

@@ -1,30 +1,36 @@
 //! The pipeline: sources -> transform -> sink, wired for one run.
 //!
-//! This module owns the shape of `migrate` and `preview`: it checks every
-//! source table and the target before anything flows, then joins the stages
-//! with bounded channels (backpressure is a full channel, never a sleep),
-//! counts every item into exactly one of written, filtered or dead-lettered,
-//! and turns the counters into a [`RunReport`] whose reconciliation the
-//! caller enforces. On Ctrl-C (or a fatal write error) the sources stop
-//! reading, and everything already read is written or dead-lettered before
-//! the run ends, never abandoned mid-batch.
+//! This module owns the shape of `migrate` and `preview`: it plans where
+//! every entity is read from and checks the target before anything flows,
+//! then joins the stages with bounded channels (backpressure is a full
+//! channel, never a sleep). Reading happens in phases: scans and full
+//! exports first, then each round of incremental exports, with a barrier
+//! between phases so a later change never lands before an earlier one.
+//! Every record read is counted into exactly one of written, deleted,
+//! filtered or dead-lettered, and the counters become a [`RunReport`] whose
+//! reconciliation the caller enforces. On Ctrl-C (or a fatal write error)
+//! the sources stop reading, and everything already read is written or
+//! dead-lettered before the run ends, never abandoned mid-batch.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::item::{item_size, item_to_json, project, Item};
-use crate::mapping::Mapping;
+use crate::item::{item_size, item_to_json, key_display, project, Item};
+use crate::mapping::{Entity, Mapping};
 use crate::report::{RunMeta, RunReport, RunStats};
-use crate::sinks::batcher::{key_text, wire_bytes, WriteRequest};
+use crate::sinks::batcher::{key_text, wire_bytes, Op, WriteRequest};
 use crate::sinks::dead_letter::{self, DeadLetter};
+use crate::sinks::writer::SinkMsg;
 use crate::sinks::{table, writer};
+use crate::sources::export::{self, Store};
 use crate::sources::scan::{self, ScanConfig};
-use crate::sources::{self, SourceBatch, TableInfo};
-use crate::transform::{indexes_landed_in, transform, Outcome};
+use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions, SourceRecord};
+use crate::transform::{indexes_landed_in, target_key, transform, Outcome};
 
 /// Pages waiting between the sources and the transform. Small on purpose:
 /// on Ctrl-C everything already read is written before the run ends.
@@ -32,13 +38,14 @@ const SOURCE_QUEUE: usize = 16;
 /// Writes waiting for the batcher: about 40 batches.
 const SINK_QUEUE: usize = 1024;
 
-/// Everything `migrate` needs beyond the mapping and the client.
+/// Everything `migrate` needs beyond the mapping and the clients.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
     pub create_table: bool,
+    pub sources: SourceOptions,
     pub scan: ScanConfig,
-    /// Scan segments running at once, across all tables.
-    pub scan_concurrency: usize,
+    /// Scan segments and export files read at once, across all tables.
+    pub read_concurrency: usize,
     pub max_in_flight: usize,
     pub max_attempts: u32,
     pub items_per_second: Option<NonZeroU32>,
@@ -58,9 +65,7 @@ pub enum PipelineError {
     Sink(#[from] writer::SinkError),
     #[error(transparent)]
     DeadLetter(#[from] dead_letter::DeadLetterError),
-    #[error(
-        "the counts do not reconcile (read != written + filtered + dead-lettered); see the report"
-    )]
+    #[error("the counts do not reconcile (read != written + deleted + filtered + dead-lettered); see the report")]
     NotReconciled,
     #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
     Interrupted,
@@ -68,33 +73,20 @@ pub enum PipelineError {
     Task(String),
 }
 
-/// Describes every source table, checking keys and refusing to touch the target.
-pub async fn describe_sources(
-    client: &aws_sdk_dynamodb::Client,
-    mapping: &Mapping,
-) -> Result<Vec<TableInfo>, PipelineError> {
-    let futures = mapping
-        .entities
-        .iter()
-        .map(|e| sources::describe(client, &e.source_table, &e.name, &e.source_key));
-    let infos = futures::future::join_all(futures).await;
-    Ok(infos.into_iter().collect::<Result<Vec<_>, _>>()?)
-}
-
 /// Runs a migration to the end. Returns the report, and the error that
 /// stopped the run, if one did.
 pub async fn migrate(
     client: &aws_sdk_dynamodb::Client,
+    store: &Store,
     mapping: &Mapping,
     opts: &MigrateOptions,
 ) -> Result<(RunReport, Option<PipelineError>), PipelineError> {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let clock = Instant::now();
-    let infos = describe_sources(client, mapping).await?;
+    let (plan, source_warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
     table::ensure(client, &mapping.table, opts.create_table).await?;
 
-    let n = mapping.entities.len();
-    let stats = Arc::new(RunStats::new(n));
+    let stats = Arc::new(RunStats::new(mapping.entities.len()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source_tables: Vec<String> = mapping
         .entities
@@ -103,25 +95,10 @@ pub async fn migrate(
         .collect();
     let (dead_tx, dead_task) =
         dead_letter::spawn(opts.dead_letter.clone(), source_tables, stats.clone()).await?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let ctrl_c = spawn_ctrl_c(shutdown_tx.clone(), interrupted.clone());
 
-    // Ctrl-C: stop reading; what is in flight still lands.
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ctrl_c = {
-        let shutdown_tx = shutdown_tx.clone();
-        let interrupted = interrupted.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("singletable: interrupted; finishing the writes in flight (Ctrl-C again to abort)");
-                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = shutdown_tx.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        })
-    };
-
-    let (sink_tx, sink_rx) = mpsc::channel::<WriteRequest>(SINK_QUEUE);
+    let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
     let writer_cfg = writer::WriterConfig {
         table: mapping.table.name.clone(),
         key_names: mapping
@@ -145,8 +122,7 @@ pub async fn migrate(
         dead_tx.clone(),
         shutdown_tx.clone(),
     ));
-
-    let (src_tx, src_rx) = mpsc::channel::<SourceBatch>(SOURCE_QUEUE);
+    let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
     let transformer = tokio::spawn(transform_stage(
         Arc::new(mapping.clone()),
         src_rx,
@@ -155,58 +131,63 @@ pub async fn migrate(
         stats.clone(),
     ));
 
-    let progress = Arc::new(crate::progress::Progress::new(
-        opts.quiet,
-        &infos
-            .iter()
-            .map(|i| (i.name.clone(), i.item_count.max(0) as u64))
-            .collect::<Vec<_>>(),
-    ));
-    let permits = Arc::new(Semaphore::new(opts.scan_concurrency.max(1)));
-    let mut scans = tokio::task::JoinSet::new();
-    for (i, info) in infos.iter().enumerate() {
-        let p = progress.clone();
-        let on_page: Arc<dyn Fn(usize, u64) + Send + Sync> = Arc::new(move |e, n| p.inc(e, n));
-        let scan = scan::scan_table(
-            client.clone(),
-            info.clone(),
-            i,
-            opts.scan.clone(),
-            src_tx.clone(),
-            permits.clone(),
-            shutdown_rx.clone(),
-            on_page,
-        );
-        let stats = stats.clone();
-        scans.spawn(async move {
-            let result = scan.await;
-            let millis = clock.elapsed().as_millis() as u64;
-            stats
-                .entity(i)
-                .read_millis
-                .store(millis, std::sync::atomic::Ordering::Relaxed);
-            result
-        });
-    }
-    drop(src_tx);
+    let tables: Vec<(String, u64)> = mapping
+        .entities
+        .iter()
+        .zip(&plan)
+        .map(|(e, s)| (e.source_table.clone(), s.expected()))
+        .collect();
+    let progress = Arc::new(crate::progress::Progress::new(opts.quiet, &tables));
+    let p = progress.clone();
+    let readers = Readers {
+        client: client.clone(),
+        store: store.clone(),
+        scan: opts.scan.clone(),
+        permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
+        shutdown: shutdown_rx,
+        on_records: Arc::new(move |e, n| p.inc(e, n)),
+    };
 
     let mut failure: Option<PipelineError> = None;
-    while let Some(joined) = scans.join_next().await {
-        let result = joined
-            .map_err(|e| PipelineError::Task(e.to_string()))
-            .and_then(|r| r.map_err(PipelineError::from));
-        if let Err(e) = result {
-            let _ = shutdown_tx.send(true);
-            failure.get_or_insert(e);
+    let mut warnings = source_warnings;
+    for phase in 0..sources::phases(&plan) {
+        let mut tasks = tokio::task::JoinSet::new();
+        sources::spawn_phase(phase, &plan, &readers, &src_tx, &mut tasks);
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((entity, Ok(w))) => {
+                    warnings.extend(w);
+                    let millis = clock.elapsed().as_millis() as u64;
+                    stats
+                        .entity(entity)
+                        .read_millis
+                        .fetch_max(millis, Ordering::Relaxed);
+                }
+                Ok((_, Err(e))) => {
+                    let _ = shutdown_tx.send(true);
+                    failure.get_or_insert(e.into());
+                }
+                Err(e) => {
+                    let _ = shutdown_tx.send(true);
+                    failure.get_or_insert(PipelineError::Task(e.to_string()));
+                }
+            }
+        }
+        if failure.is_some() || *shutdown_tx.borrow() {
+            break;
+        }
+        // The next phase's changes apply on top of this one's writes.
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if src_tx.send(SourceMsg::Barrier(ack_tx)).await.is_err() || ack_rx.await.is_err() {
+            failure.get_or_insert(PipelineError::Task("the transform stopped".into()));
+            break;
         }
     }
+    drop(src_tx);
     progress.finish();
     // Sources are done: the transform drains, then the sink, then the dead letters.
-    match transformer.await {
-        Ok(()) => {}
-        Err(e) => {
-            failure.get_or_insert(PipelineError::Task(e.to_string()));
-        }
+    if let Err(e) = transformer.await {
+        failure.get_or_insert(PipelineError::Task(e.to_string()));
     }
     match sink.await {
         Ok(Ok(())) => {}
@@ -228,114 +209,277 @@ pub async fn migrate(
     }
     ctrl_c.abort();
 
-    let stopped_early = interrupted.load(std::sync::atomic::Ordering::SeqCst) || failure.is_some();
+    let was_interrupted = interrupted.load(Ordering::SeqCst);
     let names: Vec<(String, String)> = mapping
         .entities
         .iter()
         .map(|e| (e.name.clone(), e.source_table.clone()))
         .collect();
+    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
+    kinds.sort();
+    kinds.dedup();
     let meta = RunMeta {
         command: "migrate".into(),
         mapping: mapping.origin.display().to_string(),
         target_table: mapping.table.name.clone(),
-        source: "scan".into(),
+        source: kinds.join("+"),
         started_at,
         duration: clock.elapsed(),
-        interrupted: stopped_early,
+        interrupted: was_interrupted || failure.is_some(),
         dead_letter_file: Some(opts.dead_letter.display().to_string()),
+        source_warnings: warnings,
     };
     let report = RunReport::build(&stats, &names, meta);
     if failure.is_none() && !report.reconciled {
         failure = Some(PipelineError::NotReconciled);
     }
-    if failure.is_none() && interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    if failure.is_none() && was_interrupted {
         failure = Some(PipelineError::Interrupted);
     }
     Ok((report, failure))
 }
 
-/// The transform stage: every item read is counted, then put, filtered or
-/// dead-lettered.
+/// Ctrl-C: stop reading; what is in flight still lands. A second Ctrl-C exits.
+fn spawn_ctrl_c(
+    shutdown: watch::Sender<bool>,
+    interrupted: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "singletable: interrupted; finishing the writes in flight (Ctrl-C again to abort)"
+            );
+            interrupted.store(true, Ordering::SeqCst);
+            let _ = shutdown.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// What the transform makes of one record.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Send this write; `counted` as in [`WriteRequest::counted`].
+    Write {
+        op: Op,
+        item: Item,
+        counted: bool,
+    },
+    Filtered(String),
+    Dead {
+        reason: String,
+        item: Item,
+        raw: Option<String>,
+    },
+}
+
+/// The steps for one record: exactly one counted outcome, plus at most one
+/// uncounted clean-up delete (an update that moved an item's target key).
+pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<Step> {
+    let table = &mapping.table;
+    let put_or_not = |item: Item| match transform(entity, table, &item) {
+        Outcome::Put(target) => Step::Write {
+            op: Op::Put,
+            item: target,
+            counted: true,
+        },
+        Outcome::Filtered(rule) => Step::Filtered(rule),
+        Outcome::Reject(r) => Step::Dead {
+            reason: r.to_string(),
+            item,
+            raw: None,
+        },
+    };
+    match record {
+        SourceRecord::Item(item) => vec![put_or_not(item)],
+        SourceRecord::Bad { reason, raw } => vec![Step::Dead {
+            reason,
+            item: Item::new(),
+            raw: Some(raw),
+        }],
+        SourceRecord::Change {
+            new: Some(new),
+            old,
+            ..
+        } => {
+            let step = put_or_not(new);
+            let mut out = Vec::with_capacity(2);
+            if let (Step::Write { item: put, .. }, Some(old)) = (&step, old) {
+                let key_names = table.primary_key();
+                if let Ok(old_key) = target_key(entity, table, &old) {
+                    if project(put, &key_names) != old_key {
+                        out.push(Step::Write {
+                            op: Op::Delete,
+                            item: old_key,
+                            counted: false,
+                        });
+                    }
+                }
+            }
+            out.insert(0, step);
+            out
+        }
+        SourceRecord::Change {
+            new: None,
+            old,
+            keys,
+        } => {
+            let known = old.unwrap_or(keys);
+            match target_key(entity, table, &known) {
+                Ok(key) => vec![Step::Write {
+                    op: Op::Delete,
+                    item: key,
+                    counted: true,
+                }],
+                Err(r) => vec![Step::Dead {
+                    reason: format!("cannot work out the target key to delete: {r}"),
+                    item: known,
+                    raw: None,
+                }],
+            }
+        }
+    }
+}
+
+/// The transform stage: every record read is counted, then written,
+/// filtered or dead-lettered. Barriers pass through to the sink.
 async fn transform_stage(
     mapping: Arc<Mapping>,
-    mut rx: mpsc::Receiver<SourceBatch>,
-    sink: mpsc::Sender<WriteRequest>,
+    mut rx: mpsc::Receiver<SourceMsg>,
+    sink: mpsc::Sender<SinkMsg>,
     dead: mpsc::Sender<DeadLetter>,
     stats: Arc<RunStats>,
 ) {
     let key_names: Vec<&str> = mapping.table.primary_key();
-    while let Some(batch) = rx.recv().await {
+    while let Some(msg) = rx.recv().await {
+        let batch = match msg {
+            SourceMsg::Batch(b) => b,
+            SourceMsg::Barrier(ack) => {
+                let _ = sink.send(SinkMsg::Barrier(ack)).await;
+                continue;
+            }
+        };
         let Some(entity) = mapping.entities.get(batch.entity) else {
             continue;
         };
         let source_key_names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
         let c = stats.entity(batch.entity);
-        for item in batch.items {
+        for record in batch.records {
             RunStats::add(&c.read, 1);
-            let source_key = project(&item, &source_key_names);
-            match transform(entity, &mapping.table, &item) {
-                Outcome::Put(target) => {
-                    let req = WriteRequest {
-                        entity: batch.entity,
-                        key: key_text(&target, &key_names),
-                        wire_bytes: wire_bytes(&target),
-                        write_units: crate::item::write_units(
-                            item_size(&target),
-                            indexes_landed_in(&target, &mapping.table),
-                        ),
-                        source_key,
-                        op: crate::sinks::batcher::Op::Put,
-                        item: target,
-                    };
-                    if let Err(back) = sink.send(req).await {
-                        // The sink is gone (it failed): the item still gets a record.
-                        let r = back.0;
+            let source_key = match &record {
+                SourceRecord::Item(i) => project(i, &source_key_names),
+                SourceRecord::Change { keys, .. } => keys.clone(),
+                SourceRecord::Bad { .. } => Item::new(),
+            };
+            for step in steps(entity, &mapping, record) {
+                match step {
+                    Step::Write { op, item, counted } => {
+                        let landed = if op == Op::Put {
+                            indexes_landed_in(&item, &mapping.table)
+                        } else {
+                            mapping.table.indexes.len()
+                        };
+                        let req = WriteRequest {
+                            entity: batch.entity,
+                            key: key_text(&item, &key_names),
+                            wire_bytes: wire_bytes(&item),
+                            write_units: crate::item::write_units(item_size(&item), landed),
+                            source_key: source_key.clone(),
+                            op,
+                            counted,
+                            item,
+                        };
+                        if let Err(back) = sink.send(SinkMsg::Write(req)).await {
+                            // The sink is gone (it failed): the item still gets a record.
+                            if let SinkMsg::Write(r) = back.0 {
+                                let reason = "the writer stopped before this item".to_string();
+                                let dl = DeadLetter {
+                                    entity: r.entity,
+                                    source_key: r.source_key,
+                                    stage: "write",
+                                    reason,
+                                    item: r.item,
+                                    raw: None,
+                                    counted: r.counted,
+                                };
+                                let _ = dead.send(dl).await;
+                            }
+                        }
+                    }
+                    Step::Filtered(_) => RunStats::add(&c.filtered, 1),
+                    Step::Dead { reason, item, raw } => {
+                        let stage = if raw.is_some() { "read" } else { "transform" };
                         let dl = DeadLetter {
-                            entity: r.entity,
-                            source_key: r.source_key,
-                            stage: "write",
-                            reason: "the writer stopped before this item".into(),
-                            item: r.item,
+                            entity: batch.entity,
+                            source_key: source_key.clone(),
+                            stage,
+                            reason,
+                            item,
+                            raw,
+                            counted: true,
                         };
                         let _ = dead.send(dl).await;
                     }
-                }
-                Outcome::Filtered(_) => RunStats::add(&c.filtered, 1),
-                Outcome::Reject(r) => {
-                    let dl = DeadLetter {
-                        entity: batch.entity,
-                        source_key,
-                        stage: "transform",
-                        reason: r.to_string(),
-                        item,
-                    };
-                    let _ = dead.send(dl).await;
                 }
             }
         }
     }
 }
 
-/// Preview: the first `limit` items of each source table and what they become.
+/// Preview: the first `limit` records of each source and what they become.
 pub async fn preview(
     client: &aws_sdk_dynamodb::Client,
+    store: &Store,
     mapping: &Mapping,
+    sources_opts: &SourceOptions,
     limit: usize,
 ) -> Result<String, PipelineError> {
-    describe_sources(client, mapping).await?;
+    let (plan, warnings) = sources::plan(client, store, mapping, sources_opts).await?;
     let mut out = String::new();
-    for entity in &mapping.entities {
-        let items = scan::scan_first(client, &entity.source_table, limit).await?;
+    for w in warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    for (entity, source) in mapping.entities.iter().zip(&plan) {
+        let (records, from) = match source {
+            EntitySource::Scan(_) => {
+                let items = scan::scan_first(client, &entity.source_table, limit).await?;
+                (
+                    items
+                        .into_iter()
+                        .map(SourceRecord::Item)
+                        .collect::<Vec<_>>(),
+                    "scan".to_string(),
+                )
+            }
+            EntitySource::Export { full, incrementals } => {
+                let mut records = Vec::new();
+                let mut labels = Vec::new();
+                for e in full.iter().chain(incrementals) {
+                    if records.len() >= limit {
+                        break;
+                    }
+                    labels.push(e.label.clone());
+                    let more = export::read_first(store, e, limit - records.len())
+                        .await
+                        .map_err(sources::SourceError::from)?;
+                    records.extend(more);
+                }
+                (records, format!("export {}", labels.join(", ")))
+            }
+        };
         out.push_str(&format!(
-            "== {} ({} -> {} {}): {} item(s) shown\n",
+            "== {} ({} by {} -> {} {}): {} record(s) shown\n",
             entity.name,
             entity.source_table,
+            from,
             mapping.table.name,
             entity.entity_type,
-            items.len()
+            records.len()
         ));
-        for item in items {
-            out.push_str(&preview_one(mapping, entity, &item));
+        for record in records {
+            out.push_str(&preview_one(mapping, entity, record));
         }
         out.push('\n');
     }
@@ -343,13 +487,32 @@ pub async fn preview(
     Ok(out)
 }
 
-fn preview_one(mapping: &Mapping, entity: &crate::mapping::Entity, item: &Item) -> String {
-    let source = item_to_json(item);
-    match transform(entity, &mapping.table, item) {
-        Outcome::Put(target) => {
-            format!("  source: {source}\n  target: {}\n", item_to_json(&target))
-        }
-        Outcome::Filtered(rule) => format!("  source: {source}\n  filtered: {rule}\n"),
-        Outcome::Reject(r) => format!("  source: {source}\n  DEAD-LETTER: {r}\n"),
+fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord) -> String {
+    let shown = match &record {
+        SourceRecord::Item(i) => format!("  source: {}\n", item_to_json(i)),
+        SourceRecord::Change { keys, new, .. } => format!(
+            "  change: {} {}\n",
+            if new.is_some() { "put" } else { "delete" },
+            new.as_ref()
+                .map(|n| item_to_json(n).to_string())
+                .unwrap_or_else(|| key_display(keys))
+        ),
+        SourceRecord::Bad { raw, .. } => format!("  source: {raw}\n"),
+    };
+    let mut out = shown;
+    for step in steps(entity, mapping, record) {
+        out.push_str(&match step {
+            Step::Write {
+                op: Op::Put, item, ..
+            } => format!("  target: {}\n", item_to_json(&item)),
+            Step::Write {
+                op: Op::Delete,
+                item,
+                ..
+            } => format!("  delete: {}\n", key_display(&item)),
+            Step::Filtered(rule) => format!("  filtered: {rule}\n"),
+            Step::Dead { reason, .. } => format!("  DEAD-LETTER: {reason}\n"),
+        });
     }
+    out
 }

@@ -18,6 +18,12 @@ pub struct EntityCounters {
     pub written: AtomicU64,
     pub filtered: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Incremental deletes written.
+    pub deleted: AtomicU64,
+    /// Clean-up deletes of a key an update moved away from (not counted
+    /// in the reconciliation), written and dead-lettered.
+    pub stale_deleted: AtomicU64,
+    pub stale_dead_lettered: AtomicU64,
     pub retries: AtomicU64,
     pub throttles: AtomicU64,
     /// Write units the service reported consumed, in thousandths.
@@ -63,6 +69,11 @@ pub struct EntityReport {
     pub written: u64,
     pub filtered: u64,
     pub dead_lettered: u64,
+    /// Incremental-export deletes applied.
+    pub deleted: u64,
+    /// Old keys deleted after an update moved an item to a new key.
+    pub stale_keys_deleted: u64,
+    pub stale_key_deletes_dead_lettered: u64,
     pub retries: u64,
     pub throttles: u64,
     pub write_units_consumed: f64,
@@ -86,7 +97,7 @@ pub struct RunReport {
     pub dead_letter_file: Option<String>,
     pub entities: Vec<EntityReport>,
     pub totals: EntityReport,
-    /// True when read = written + filtered + dead-lettered for every entity.
+    /// True when read = written + deleted + filtered + dead-lettered for every entity.
     pub reconciled: bool,
     pub warnings: Vec<String>,
 }
@@ -102,6 +113,9 @@ pub struct RunMeta {
     pub duration: Duration,
     pub interrupted: bool,
     pub dead_letter_file: Option<String>,
+    /// Warnings from the sources (accepted export mismatches, exports
+    /// without manifests).
+    pub source_warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -114,11 +128,12 @@ impl RunReport {
             .enumerate()
             .map(|(i, (entity, table))| {
                 let c = stats.entity(i);
-                let (read, written, filtered, dead) = (
+                let (read, written, filtered, dead, deleted) = (
                     get(&c.read),
                     get(&c.written),
                     get(&c.filtered),
                     get(&c.dead_lettered),
+                    get(&c.deleted),
                 );
                 EntityReport {
                     entity: entity.clone(),
@@ -127,13 +142,16 @@ impl RunReport {
                     written,
                     filtered,
                     dead_lettered: dead,
+                    deleted,
+                    stale_keys_deleted: get(&c.stale_deleted),
+                    stale_key_deletes_dead_lettered: get(&c.stale_dead_lettered),
                     retries: get(&c.retries),
                     throttles: get(&c.throttles),
                     write_units_consumed: get(&c.consumed_milli_wcu) as f64 / 1000.0,
                     write_units_estimated: get(&c.estimated_wcu),
                     repeated_keys_in_batch: get(&c.repeated_keys),
                     read_seconds: get(&c.read_millis) as f64 / 1000.0,
-                    reconciled: read == written + filtered + dead,
+                    reconciled: read == written + deleted + filtered + dead,
                 }
             })
             .collect();
@@ -144,6 +162,9 @@ impl RunReport {
             written: 0,
             filtered: 0,
             dead_lettered: 0,
+            deleted: 0,
+            stale_keys_deleted: 0,
+            stale_key_deletes_dead_lettered: 0,
             retries: 0,
             throttles: 0,
             write_units_consumed: 0.0,
@@ -157,6 +178,9 @@ impl RunReport {
             totals.written += e.written;
             totals.filtered += e.filtered;
             totals.dead_lettered += e.dead_lettered;
+            totals.deleted += e.deleted;
+            totals.stale_keys_deleted += e.stale_keys_deleted;
+            totals.stale_key_deletes_dead_lettered += e.stale_key_deletes_dead_lettered;
             totals.retries += e.retries;
             totals.throttles += e.throttles;
             totals.write_units_consumed += e.write_units_consumed;
@@ -165,12 +189,21 @@ impl RunReport {
             totals.read_seconds = totals.read_seconds.max(e.read_seconds);
             totals.reconciled &= e.reconciled;
         }
-        let mut warnings = Vec::new();
+        let mut warnings = meta.source_warnings.clone();
         for e in &entities {
             if e.repeated_keys_in_batch > 0 {
                 warnings.push(format!(
                     "{}: {} items had the same target key as an item just before them; the later one replaced the earlier",
                     e.entity, e.repeated_keys_in_batch
+                ));
+            }
+            if e.stale_keys_deleted + e.stale_key_deletes_dead_lettered > 0 {
+                warnings.push(format!(
+                    "{}: {} updates moved an item to a new target key; {} old keys deleted, {} dead-lettered",
+                    e.entity,
+                    e.stale_keys_deleted + e.stale_key_deletes_dead_lettered,
+                    e.stale_keys_deleted,
+                    e.stale_key_deletes_dead_lettered
                 ));
             }
             if e.dead_lettered > 0 {
@@ -205,10 +238,11 @@ impl RunReport {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11} {:>8}\n",
+            "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>11} {:>8}\n",
             "entity",
             "read",
             "written",
+            "deleted",
             "filtered",
             "dead",
             "retries",
@@ -218,10 +252,11 @@ impl RunReport {
         ));
         for e in self.entities.iter().chain(std::iter::once(&self.totals)) {
             out.push_str(&format!(
-                "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11.1} {:>8.1}{}\n",
+                "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>11.1} {:>8.1}{}\n",
                 e.entity,
                 e.read,
                 e.written,
+                e.deleted,
                 e.filtered,
                 e.dead_lettered,
                 e.retries,
@@ -237,9 +272,10 @@ impl RunReport {
         }
         let t = &self.totals;
         out.push_str(&format!(
-            "\nread {} = written {} + filtered {} + dead-lettered {}: {}\n",
+            "\nread {} = written {} + deleted {} + filtered {} + dead-lettered {}: {}\n",
             t.read,
             t.written,
+            t.deleted,
             t.filtered,
             t.dead_lettered,
             if self.reconciled {

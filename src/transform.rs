@@ -145,6 +145,24 @@ fn build(entity: &Entity, table: &TableSpec, source: &Item) -> Result<Item, Reje
     Ok(out)
 }
 
+/// The target primary key an item maps to, rendering only the key
+/// templates (enough for a delete whose item is known only by its keys).
+pub fn target_key(entity: &Entity, table: &TableSpec, source: &Item) -> Result<Item, Rejection> {
+    let mut key = Item::new();
+    for name in table.primary_key() {
+        let (_, t) = entity
+            .keys
+            .iter()
+            .find(|(k, _)| k == name)
+            .ok_or_else(|| Rejection::new(name, "the mapping has no template for this key"))?;
+        let text = t
+            .render(source)
+            .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
+        key.insert(name.to_string(), AttributeValue::S(text));
+    }
+    Ok(key)
+}
+
 /// Checks a target item against DynamoDB's rules for the target table.
 pub fn validate(item: &Item, table: &TableSpec) -> Result<(), Rejection> {
     for (name, limit) in table.key_attributes() {

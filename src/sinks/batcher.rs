@@ -27,6 +27,10 @@ pub struct WriteRequest {
     pub source_key: Item,
     /// Put this whole item, or delete the item with this key.
     pub op: Op,
+    /// False for a delete that only cleans up after a key change (an
+    /// incremental update that moved the item): it is not one of the
+    /// records the reconciliation counts.
+    pub counted: bool,
     /// The target item (a put) or its primary key (a delete).
     pub item: Item,
     /// The target's primary key, as text, for duplicate detection.
@@ -159,6 +163,7 @@ mod tests {
             entity: 0,
             source_key: Item::new(),
             op: Op::Put,
+            counted: true,
             item: [("pk".to_string(), AttributeValue::S(key.into()))].into(),
             key: key.to_string(),
             wire_bytes: bytes,

@@ -25,6 +25,10 @@ pub struct DeadLetter {
     pub stage: &'static str,
     pub reason: String,
     pub item: Item,
+    /// The line as read, when it could not be read as an item.
+    pub raw: Option<String>,
+    /// False for a clean-up delete, which the reconciliation does not count.
+    pub counted: bool,
 }
 
 /// Why the dead-letter file could not be written.
@@ -63,20 +67,26 @@ pub async fn spawn(
         };
         while let Some(dl) = rx.recv().await {
             let table = source_tables.get(dl.entity).cloned().unwrap_or_default();
-            let mut line = json!({
+            let mut record = json!({
                 "source_table": table,
                 "source_key": item_to_json(&dl.source_key),
                 "stage": dl.stage,
                 "reason": dl.reason,
                 "item": item_to_json(&dl.item),
-            })
-            .to_string();
+            });
+            if let Some(raw) = &dl.raw {
+                record["raw"] = serde_json::Value::String(raw.clone());
+            }
+            let mut line = record.to_string();
             line.push('\n');
             file.write_all(line.as_bytes()).await.map_err(err)?;
-            stats
-                .entity(dl.entity)
-                .dead_lettered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let c = stats.entity(dl.entity);
+            let counter = if dl.counted {
+                &c.dead_lettered
+            } else {
+                &c.stale_dead_lettered
+            };
+            RunStats::add(counter, 1);
             written += 1;
         }
         file.flush().await.map_err(err)?;

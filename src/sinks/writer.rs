@@ -213,7 +213,7 @@ pub enum SinkError {
 pub async fn run(
     client: aws_sdk_dynamodb::Client,
     cfg: WriterConfig,
-    mut rx: mpsc::Receiver<WriteRequest>,
+    mut rx: mpsc::Receiver<SinkMsg>,
     stats: Arc<RunStats>,
     dead: mpsc::Sender<DeadLetter>,
     on_fatal: tokio::sync::watch::Sender<bool>,
@@ -234,25 +234,23 @@ pub async fn run(
     let mut dead_closed = false;
     loop {
         let next = rx.recv().await;
-        let closed = next.is_none();
-        let batch = match next {
-            Some(req) => {
+        let (batch, ack, closed) = match next {
+            Some(SinkMsg::Write(req)) => {
                 let before = batcher.repeated_keys;
                 let entity = req.entity;
-                let closed = batcher.push(req);
+                let batch = batcher.push(req);
                 if batcher.repeated_keys > before {
                     RunStats::add(&shared.stats.entity(entity).repeated_keys, 1);
                 }
-                closed
+                (batch, None, false)
             }
-            None => batcher.finish(),
+            Some(SinkMsg::Barrier(ack)) => (batcher.finish(), Some(ack), false),
+            None => (batcher.finish(), None, true),
         };
         if let Some(Batch { requests, barrier }) = batch {
             if barrier {
                 // A repeated key: everything before it lands first.
-                while let Some(done) = tasks.join_next().await {
-                    dead_closed |= !done.unwrap_or(false);
-                }
+                dead_closed |= join_all(&mut tasks).await;
             }
             let permit = semaphore
                 .clone()
@@ -266,6 +264,11 @@ pub async fn run(
                 ok
             });
         }
+        if let Some(ack) = ack {
+            // A phase ends: everything sent before the barrier has landed.
+            dead_closed |= join_all(&mut tasks).await;
+            let _ = ack.send(());
+        }
         // Reap finished tasks as we go so the set stays small.
         while let Some(done) = tasks.try_join_next() {
             dead_closed |= !done.unwrap_or(false);
@@ -274,9 +277,7 @@ pub async fn run(
             break;
         }
     }
-    while let Some(done) = tasks.join_next().await {
-        dead_closed |= !done.unwrap_or(false);
-    }
+    dead_closed |= join_all(&mut tasks).await;
     let fatal = shared.fatal.lock().ok().and_then(|f| f.clone());
     if let Some(message) = fatal {
         return Err(SinkError::Fatal {
@@ -288,6 +289,23 @@ pub async fn run(
         return Err(SinkError::DeadLetterClosed);
     }
     Ok(())
+}
+
+/// Waits for every write task; true if one could not record its dead letters.
+async fn join_all(tasks: &mut JoinSet<bool>) -> bool {
+    let mut failed = false;
+    while let Some(done) = tasks.join_next().await {
+        failed |= !done.unwrap_or(false);
+    }
+    failed
+}
+
+/// What the sink receives.
+#[derive(Debug)]
+pub enum SinkMsg {
+    Write(WriteRequest),
+    /// Answer once everything received before has been written or dead-lettered.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 impl Shared {
@@ -327,7 +345,12 @@ impl Shared {
             let (action, done) = decide(pending, result);
             for r in &done {
                 let c = self.stats.entity(r.entity);
-                RunStats::add(&c.written, 1);
+                let counter = match (r.counted, r.op) {
+                    (true, Op::Put) => &c.written,
+                    (true, Op::Delete) => &c.deleted,
+                    (false, _) => &c.stale_deleted,
+                };
+                RunStats::add(counter, 1);
                 RunStats::add(&c.estimated_wcu, r.write_units);
             }
             let (again, message) = match action {
@@ -478,6 +501,8 @@ impl Shared {
                 stage: "write",
                 reason: reason.to_string(),
                 item: r.item,
+                raw: None,
+                counted: r.counted,
             };
             self.dead.send(dl).await.map_err(|_| ())?;
         }
@@ -495,6 +520,7 @@ mod tests {
             entity: 0,
             source_key: Item::new(),
             op: Op::Put,
+            counted: true,
             item: Item::new(),
             key: key.into(),
             wire_bytes: 1,

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, Select};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::{SourceBatch, SourceError, TableInfo};
+use super::{SourceBatch, SourceError, SourceMsg, SourceRecord, TableInfo};
 use crate::item::{item_size, Item};
 
 /// How a table is scanned.
@@ -47,7 +47,7 @@ pub async fn scan_table(
     info: TableInfo,
     entity: usize,
     cfg: ScanConfig,
-    tx: mpsc::Sender<SourceBatch>,
+    tx: mpsc::Sender<SourceMsg>,
     permits: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     on_page: Arc<dyn Fn(usize, u64) + Send + Sync>,
@@ -116,7 +116,7 @@ async fn scan_segment(
     segment: u32,
     segments: u32,
     cfg: &ScanConfig,
-    tx: &mpsc::Sender<SourceBatch>,
+    tx: &mpsc::Sender<SourceMsg>,
     shutdown: watch::Receiver<bool>,
     limiter: Option<&(DefaultDirectRateLimiter, u32)>,
     on_page: &(dyn Fn(usize, u64) + Send + Sync),
@@ -174,7 +174,8 @@ async fn scan_segment(
         }
         if !items.is_empty() {
             on_page(entity, n);
-            tx.send(SourceBatch { entity, items })
+            let records = items.into_iter().map(SourceRecord::Item).collect();
+            tx.send(SourceMsg::Batch(SourceBatch { entity, records }))
                 .await
                 .map_err(|_| SourceError::Cancelled)?;
         }

@@ -24,10 +24,13 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::item::{differing_attributes, key_display, project, value_to_json, Item};
 use crate::mapping::Mapping;
-use crate::pipeline::{describe_sources, PipelineError};
+use crate::pipeline::PipelineError;
 use crate::sinks::batcher::key_text;
+use crate::sources::export::Store;
 use crate::sources::scan::{self, ScanConfig};
-use crate::sources::{SourceBatch, SourceError, TableInfo};
+use crate::sources::{
+    self, EntitySource, Readers, SourceError, SourceMsg, SourceOptions, SourceRecord,
+};
 use crate::transform::{transform, Outcome};
 
 /// What `verify` needs beyond the mapping and the client.
@@ -36,8 +39,10 @@ pub struct VerifyOptions {
     /// Items sampled per entity.
     pub sample: usize,
     pub seed: u64,
+    pub sources: SourceOptions,
     pub scan: ScanConfig,
-    pub scan_concurrency: usize,
+    /// Scan segments and export files read at once, across all tables.
+    pub read_concurrency: usize,
     /// How many mismatches the report lists in full.
     pub max_listed: usize,
 }
@@ -92,6 +97,9 @@ pub struct VerifyReport {
     pub unmapped_entity_types: BTreeMap<String, u64>,
     pub mismatches: Vec<Mismatch>,
     pub mismatches_not_listed: u64,
+    /// Warnings from the sources (accepted export mismatches, exports
+    /// without manifests).
+    pub warnings: Vec<String>,
     /// `match` or `differs`.
     pub verdict: String,
 }
@@ -148,6 +156,9 @@ impl VerifyReport {
                 "... and {} more mismatches (see the JSON report)\n",
                 self.mismatches_not_listed
             ));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
         }
         out.push_str(&format!("verdict: {}\n", self.verdict.to_uppercase()));
         out
@@ -233,14 +244,84 @@ struct Expected {
     source_key: Item,
 }
 
+/// The source side of a verification: per entity, the final source items'
+/// counts and the sample of what the mapping makes of them.
+struct SourceSide<'a> {
+    mapping: &'a Mapping,
+    seed: u64,
+    /// read, put, filtered, rejected
+    counts: Vec<(u64, u64, u64, u64)>,
+    samples: Vec<BottomK<Expected>>,
+}
+
+impl SourceSide<'_> {
+    fn offer(&mut self, entity_index: usize, item: Item) {
+        let Some(entity) = self.mapping.entities.get(entity_index) else {
+            return;
+        };
+        let key_names = self.mapping.table.primary_key();
+        let source_key_names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
+        let c = &mut self.counts[entity_index];
+        c.0 += 1;
+        match transform(entity, &self.mapping.table, &item) {
+            Outcome::Put(target) => {
+                c.1 += 1;
+                let key = key_text(&target, &key_names);
+                let h = seeded_hash(self.seed, key.as_bytes());
+                let expected = Expected {
+                    source_key: project(&item, &source_key_names),
+                    item: target,
+                };
+                self.samples[entity_index].offer(h, key, expected);
+            }
+            Outcome::Filtered(_) => c.2 += 1,
+            Outcome::Reject(_) => c.3 += 1,
+        }
+    }
+
+    fn bad(&mut self, entity_index: usize) {
+        if let Some(c) = self.counts.get_mut(entity_index) {
+            c.0 += 1;
+            c.3 += 1;
+        }
+    }
+}
+
+/// Runs the reads of one phase, handing every batch to `each`.
+async fn read_phase(
+    phase: usize,
+    plan: &[EntitySource],
+    readers: &Readers,
+    mut each: impl FnMut(usize, SourceRecord),
+) -> Result<Vec<String>, PipelineError> {
+    let (tx, mut rx) = mpsc::channel::<SourceMsg>(16);
+    let mut tasks = tokio::task::JoinSet::new();
+    sources::spawn_phase(phase, plan, readers, &tx, &mut tasks);
+    drop(tx);
+    while let Some(msg) = rx.recv().await {
+        if let SourceMsg::Batch(b) = msg {
+            for r in b.records {
+                each(b.entity, r);
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    while let Some(j) = tasks.join_next().await {
+        let (_, result) = j.map_err(|e| PipelineError::Task(e.to_string()))?;
+        warnings.extend(result?);
+    }
+    Ok(warnings)
+}
+
 /// Runs the verification.
 pub async fn verify(
     client: &aws_sdk_dynamodb::Client,
+    store: &Store,
     mapping: &Mapping,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, PipelineError> {
     let clock = std::time::Instant::now();
-    let infos = describe_sources(client, mapping).await?;
+    let (plan, mut warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
     if crate::sinks::table::describe(client, &mapping.table.name)
         .await?
         .is_none()
@@ -248,44 +329,75 @@ pub async fn verify(
         return Err(crate::sinks::table::TableError::Missing(mapping.table.name.clone()).into());
     }
     let key_names: Vec<&str> = mapping.table.primary_key();
+    let (_stop, shutdown) = watch::channel(false);
+    let readers = Readers {
+        client: client.clone(),
+        store: store.clone(),
+        scan: opts.scan.clone(),
+        permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
+        shutdown,
+        on_records: Arc::new(|_, _| {}),
+    };
 
-    // 1. The source side: counts and the sample.
+    // 1. The source side, in its final state. Incremental exports first:
+    // the last change of each changed key wins (they are read in order);
+    // the full export or scan then supplies every key that did not change.
     let n = mapping.entities.len();
-    let mut counts = vec![(0u64, 0u64, 0u64, 0u64); n]; // read, put, filtered, rejected
-    let mut samples: Vec<BottomK<Expected>> = (0..n).map(|_| BottomK::new(opts.sample)).collect();
-    {
-        let (tx, mut rx) = mpsc::channel::<SourceBatch>(64);
-        let scans = spawn_scans(client, &infos, opts, tx);
-        while let Some(batch) = rx.recv().await {
-            let Some(entity) = mapping.entities.get(batch.entity) else {
-                continue;
-            };
-            let source_key_names: Vec<&str> =
-                entity.source_key.iter().map(String::as_str).collect();
-            let c = &mut counts[batch.entity];
-            for item in batch.items {
-                c.0 += 1;
-                match transform(entity, &mapping.table, &item) {
-                    Outcome::Put(target) => {
-                        c.1 += 1;
-                        let key = key_text(&target, &key_names);
-                        let h = seeded_hash(opts.seed, key.as_bytes());
-                        samples[batch.entity].offer(
-                            h,
-                            key,
-                            Expected {
-                                source_key: project(&item, &source_key_names),
-                                item: target,
-                            },
-                        );
-                    }
-                    Outcome::Filtered(_) => c.2 += 1,
-                    Outcome::Reject(_) => c.3 += 1,
+    let mut side = SourceSide {
+        mapping,
+        seed: opts.seed,
+        counts: vec![(0, 0, 0, 0); n],
+        samples: (0..n).map(|_| BottomK::new(opts.sample)).collect(),
+    };
+    let source_keys: Vec<Vec<&str>> = mapping
+        .entities
+        .iter()
+        .map(|e| e.source_key.iter().map(String::as_str).collect())
+        .collect();
+    let mut changed: Vec<HashMap<String, Option<Item>>> = vec![HashMap::new(); n];
+    let mut bad_changes = vec![0u64; n];
+    for phase in 1..sources::phases(&plan) {
+        warnings.extend(
+            read_phase(phase, &plan, &readers, |e, r| match r {
+                SourceRecord::Change { keys, new, .. } => {
+                    let k = key_text(&keys, &source_keys[e]);
+                    changed[e].insert(k, new);
+                }
+                SourceRecord::Item(i) => {
+                    let k = key_text(&project(&i, &source_keys[e]), &source_keys[e]);
+                    changed[e].insert(k, Some(i));
+                }
+                SourceRecord::Bad { .. } => bad_changes[e] += 1,
+            })
+            .await?,
+        );
+    }
+    warnings.extend(
+        read_phase(0, &plan, &readers, |e, r| match r {
+            SourceRecord::Item(i) => {
+                if !changed[e]
+                    .contains_key(&key_text(&project(&i, &source_keys[e]), &source_keys[e]))
+                {
+                    side.offer(e, i);
                 }
             }
+            SourceRecord::Change { new: Some(i), .. } => side.offer(e, i),
+            SourceRecord::Change { new: None, .. } => {}
+            SourceRecord::Bad { .. } => side.bad(e),
+        })
+        .await?,
+    );
+    for (e, changes) in changed.into_iter().enumerate() {
+        for item in changes.into_values().flatten() {
+            side.offer(e, item);
         }
-        join_scans(scans).await?;
+        for _ in 0..bad_changes[e] {
+            side.bad(e);
+        }
     }
+    let SourceSide {
+        counts, samples, ..
+    } = side;
 
     // 2. The target side: items per entity type.
     let by_type = count_target(client, mapping, opts).await?;
@@ -387,41 +499,9 @@ pub async fn verify(
         unmapped_entity_types: unmapped,
         mismatches,
         mismatches_not_listed: not_listed,
+        warnings,
         verdict: verdict.into(),
     })
-}
-
-type ScanSet = tokio::task::JoinSet<Result<u64, SourceError>>;
-
-fn spawn_scans(
-    client: &aws_sdk_dynamodb::Client,
-    infos: &[TableInfo],
-    opts: &VerifyOptions,
-    tx: mpsc::Sender<SourceBatch>,
-) -> ScanSet {
-    let permits = Arc::new(Semaphore::new(opts.scan_concurrency.max(1)));
-    let (_stop_tx, stop_rx) = watch::channel(false);
-    let mut set = tokio::task::JoinSet::new();
-    for (i, info) in infos.iter().enumerate() {
-        set.spawn(scan::scan_table(
-            client.clone(),
-            info.clone(),
-            i,
-            opts.scan.clone(),
-            tx.clone(),
-            permits.clone(),
-            stop_rx.clone(),
-            Arc::new(|_, _| {}),
-        ));
-    }
-    set
-}
-
-async fn join_scans(mut set: ScanSet) -> Result<(), PipelineError> {
-    while let Some(j) = set.join_next().await {
-        j.map_err(|e| PipelineError::Task(e.to_string()))??;
-    }
-    Ok(())
 }
 
 /// Counts target items per entity type, reading only that attribute.

@@ -1,0 +1,487 @@
+//! The export source: DynamoDB's Export-to-S3 files, from S3 or a local copy.
+//!
+//! Opening an export reads and checks its manifests (their own checksums,
+//! the summary's format and table, the per-file item counts against the
+//! summary's total) and lists the data files the manifest names; an export
+//! without manifests (moto writes those) is read by listing its `data/`
+//! folder, with a warning that nothing can be checked. Reading a data file
+//! streams it once: the bytes are hashed (MD5, checked against the
+//! manifest) as they are read, gunzipped and split into lines on the fly,
+//! and the records go out in small batches through the bounded channel, so
+//! memory stays flat however large the export. A bad file is an error
+//! naming it and the line; a bad item in a good file is a record the
+//! transform dead-letters.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use md5::{Digest as _, Md5};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf};
+use tokio::sync::mpsc;
+
+use super::{SourceBatch, SourceMsg, SourceRecord};
+use crate::export::{
+    parse_line, parse_manifest_files, ExportError, Format, LineError, Location, Object, Record,
+    Summary,
+};
+
+/// Reads export objects from local disk or S3.
+#[derive(Clone)]
+pub struct Store {
+    s3: Option<aws_sdk_s3::Client>,
+}
+
+impl Store {
+    /// `s3` is needed only for `s3://` locations.
+    pub fn new(s3: Option<aws_sdk_s3::Client>) -> Store {
+        Store { s3 }
+    }
+
+    fn s3(&self, obj: &Object) -> Result<&aws_sdk_s3::Client, ExportError> {
+        self.s3
+            .as_ref()
+            .ok_or_else(|| ExportError::new(obj.to_string(), "no S3 client was configured"))
+    }
+
+    /// Opens an object for streaming; `Ok(None)` when it does not exist.
+    pub async fn open(
+        &self,
+        obj: &Object,
+    ) -> Result<Option<Box<dyn AsyncRead + Send + Unpin>>, ExportError> {
+        match obj {
+            Object::Local(path) => match tokio::fs::File::open(path).await {
+                Ok(f) => Ok(Some(Box::new(f))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(ExportError::new(obj.to_string(), e.to_string())),
+            },
+            Object::S3 { bucket, key } => {
+                let out = self
+                    .s3(obj)?
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await;
+                match out {
+                    Ok(o) => Ok(Some(Box::new(o.body.into_async_read()))),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                    Err(e) => Err(ExportError::new(
+                        obj.to_string(),
+                        crate::aws::describe_error(&e),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Reads a small object whole; `Ok(None)` when it does not exist.
+    pub async fn read(&self, obj: &Object) -> Result<Option<Vec<u8>>, ExportError> {
+        let Some(mut r) = self.open(obj).await? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf)
+            .await
+            .map_err(|e| ExportError::new(obj.to_string(), e.to_string()))?;
+        Ok(Some(buf))
+    }
+
+    /// Lists the objects under a folder (`data/`), sorted.
+    pub async fn list(&self, dir: &Object) -> Result<Vec<Object>, ExportError> {
+        let mut out = Vec::new();
+        match dir {
+            Object::Local(path) => {
+                let mut rd = tokio::fs::read_dir(path)
+                    .await
+                    .map_err(|e| ExportError::new(dir.to_string(), e.to_string()))?;
+                while let Some(e) = rd
+                    .next_entry()
+                    .await
+                    .map_err(|e| ExportError::new(dir.to_string(), e.to_string()))?
+                {
+                    if e.file_type().await.is_ok_and(|t| t.is_file()) {
+                        out.push(Object::Local(e.path()));
+                    }
+                }
+            }
+            Object::S3 { bucket, key } => {
+                let mut pages = self
+                    .s3(dir)?
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(key)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| {
+                        ExportError::new(dir.to_string(), crate::aws::describe_error(&e))
+                    })?;
+                    for o in page.contents() {
+                        if let Some(k) = o.key().filter(|k| !k.ends_with('/')) {
+                            out.push(Object::S3 {
+                                bucket: bucket.clone(),
+                                key: k.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|o| o.to_string());
+        Ok(out)
+    }
+}
+
+/// One data file to read, and what its manifest says of it.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    pub object: Object,
+    pub md5: Option<String>,
+    pub item_count: Option<u64>,
+}
+
+/// An opened, checked export of one table.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// As the user wrote it.
+    pub label: String,
+    pub format: Format,
+    pub incremental: bool,
+    pub has_old_images: bool,
+    /// The time its data is as of, for ordering incrementals.
+    pub as_of: String,
+    /// The summary's item count (None without manifests).
+    pub item_count: Option<u64>,
+    pub files: Vec<DataFile>,
+    /// Accept checksum and count mismatches (recorded as warnings).
+    pub accept_mismatch: bool,
+}
+
+/// Opens an export: reads and checks its manifests. Returns it and warnings.
+pub async fn open(
+    store: &Store,
+    label: &str,
+    table: &str,
+    accept_mismatch: bool,
+) -> Result<(Export, Vec<String>), ExportError> {
+    let location = Location::parse(label)?;
+    let mut warnings = Vec::new();
+    let summary_obj = location.own("manifest-summary.json");
+    let Some(summary_bytes) = store.read(&summary_obj).await? else {
+        // moto's exports: data files only.
+        let files: Vec<DataFile> = store
+            .list(&location.data_dir())
+            .await?
+            .into_iter()
+            .filter(|o| o.to_string().ends_with(".gz"))
+            .map(|object| DataFile {
+                object,
+                md5: None,
+                item_count: None,
+            })
+            .collect();
+        if files.is_empty() {
+            return Err(ExportError::new(
+                summary_obj.to_string(),
+                "no manifest-summary.json and no data/*.gz files: not an export",
+            ));
+        }
+        warnings.push(format!(
+            "{label}: no manifest-summary.json; read {} data file(s) from data/ as a full DYNAMODB_JSON export, with nothing to check them against",
+            files.len()
+        ));
+        let export = Export {
+            label: label.into(),
+            format: Format::DynamoDbJson,
+            incremental: false,
+            has_old_images: true,
+            as_of: String::new(),
+            item_count: None,
+            files,
+            accept_mismatch,
+        };
+        return Ok((export, warnings));
+    };
+    let mut mismatch = |file: String, message: String| -> Result<(), ExportError> {
+        if accept_mismatch {
+            warnings.push(format!("{file}: {message} (accepted)"));
+            Ok(())
+        } else {
+            Err(ExportError::new(
+                file,
+                format!("{message}; pass --accept-export-mismatch to read it anyway"),
+            ))
+        }
+    };
+    check_sidecar(
+        store,
+        &location,
+        "manifest-summary",
+        &summary_bytes,
+        &mut mismatch,
+    )
+    .await?;
+    let summary_name = summary_obj.to_string();
+    let summary = Summary::parse(&summary_name, &summary_bytes)?;
+    let format = summary.format(&summary_name)?;
+    if let Some(arn) = &summary.table_arn {
+        let exported = arn.rsplit('/').next().unwrap_or_default();
+        if !exported.is_empty() && exported != table {
+            return Err(ExportError::new(
+                summary_name,
+                format!("this is an export of table {exported:?}, named for table {table:?}"),
+            ));
+        }
+    }
+    let files_obj = location.resolve(&summary.manifest_files_s3_key, summary.s3_prefix.as_deref());
+    let files_bytes = store.read(&files_obj).await?.ok_or_else(|| {
+        ExportError::new(
+            files_obj.to_string(),
+            "missing (named by manifest-summary.json's manifestFilesS3Key)",
+        )
+    })?;
+    check_sidecar(
+        store,
+        &location,
+        "manifest-files",
+        &files_bytes,
+        &mut mismatch,
+    )
+    .await?;
+    let entries = parse_manifest_files(&files_obj.to_string(), &files_bytes)?;
+    let listed: u64 = entries.iter().map(|e| e.item_count).sum();
+    if let Some(total) = summary.item_count {
+        if total != listed {
+            mismatch(
+                summary_name.clone(),
+                format!("itemCount is {total}, but manifest-files.json's files hold {listed}"),
+            )?;
+        }
+    }
+    let files = entries
+        .into_iter()
+        .map(|e| DataFile {
+            object: location.resolve(&e.data_file_s3_key, summary.s3_prefix.as_deref()),
+            md5: Some(e.md5_checksum),
+            item_count: Some(e.item_count),
+        })
+        .collect();
+    let export = Export {
+        label: label.into(),
+        format,
+        incremental: summary.incremental(),
+        has_old_images: summary.has_old_images(),
+        as_of: summary.as_of().to_string(),
+        item_count: summary.item_count.or(Some(listed)),
+        files,
+        accept_mismatch,
+    };
+    Ok((export, warnings))
+}
+
+/// Checks `NAME.md5` or `NAME.checksum` (whichever exists) against `bytes`.
+async fn check_sidecar(
+    store: &Store,
+    location: &Location,
+    name: &str,
+    bytes: &[u8],
+    mismatch: &mut impl FnMut(String, String) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    for ext in ["md5", "checksum"] {
+        let obj = location.own(&format!("{name}.{ext}"));
+        if let Some(sum) = store.read(&obj).await? {
+            let want = String::from_utf8_lossy(&sum).trim().to_string();
+            let got = crate::export::md5_base64(bytes);
+            if want != got {
+                mismatch(
+                    obj.to_string(),
+                    format!("checksum {want} does not match {name}.json's MD5 {got}"),
+                )?;
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Hashes the bytes that pass through it.
+struct Md5Reader<R> {
+    inner: R,
+    hasher: Md5,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let fresh = buf.filled()[before..].to_vec();
+            self.hasher.update(&fresh);
+        }
+        r
+    }
+}
+
+/// Records per batch sent downstream.
+const BATCH: usize = 256;
+
+/// What reading one file found.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    pub records: u64,
+    /// Accepted mismatches.
+    pub warnings: Vec<String>,
+}
+
+/// Streams one data file into `tx` as records of `entity`.
+pub async fn read_file(
+    store: &Store,
+    export: &Export,
+    file: &DataFile,
+    entity: usize,
+    tx: &mpsc::Sender<SourceMsg>,
+    on_records: &(dyn Fn(usize, u64) + Send + Sync),
+) -> Result<FileOutcome, ExportError> {
+    let name = file.object.to_string();
+    let at = |line: usize, message: String| ExportError {
+        file: name.clone(),
+        line: Some(line),
+        message,
+    };
+    let reader = store
+        .open(&file.object)
+        .await?
+        .ok_or_else(|| ExportError::new(&name, "missing (named by manifest-files.json)"))?;
+    let hashing = BufReader::with_capacity(
+        64 * 1024,
+        Md5Reader {
+            inner: reader,
+            hasher: Md5::new(),
+        },
+    );
+    let mut gz = async_compression::tokio::bufread::GzipDecoder::new(hashing);
+    gz.multiple_members(true);
+    let mut lines = BufReader::with_capacity(64 * 1024, gz).lines();
+    let mut outcome = FileOutcome::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut line_no = 0usize;
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => return Err(at(line_no + 1, format!("cannot decompress: {e}"))),
+        };
+        line_no += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        outcome.records += 1;
+        let record = match parse_line(export.format, export.incremental, &line) {
+            Ok(Record::Item(i)) => SourceRecord::Item(i),
+            Ok(Record::Change { keys, new, old }) => SourceRecord::Change { keys, new, old },
+            Err(LineError::Structure(m)) => return Err(at(line_no, m)),
+            Err(LineError::Value(m)) => SourceRecord::Bad {
+                reason: format!("{name}:{line_no}: {m}"),
+                raw: line,
+            },
+        };
+        batch.push(record);
+        if batch.len() >= BATCH {
+            on_records(entity, batch.len() as u64);
+            let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            tx.send(SourceMsg::Batch(SourceBatch { entity, records }))
+                .await
+                .map_err(|_| ExportError::new(&name, "the pipeline stopped"))?;
+        }
+    }
+    if !batch.is_empty() {
+        on_records(entity, batch.len() as u64);
+        tx.send(SourceMsg::Batch(SourceBatch {
+            entity,
+            records: batch,
+        }))
+        .await
+        .map_err(|_| ExportError::new(&name, "the pipeline stopped"))?;
+    }
+    // Hash whatever the decoder left unread, then compare.
+    let mut hashing = lines.into_inner().into_inner().into_inner();
+    let mut rest = Vec::new();
+    hashing
+        .read_to_end(&mut rest)
+        .await
+        .map_err(|e| ExportError::new(&name, e.to_string()))?;
+    let digest = hashing.into_inner().hasher.finalize();
+    let got = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+    let mut problem = |message: String| -> Result<(), ExportError> {
+        if export.accept_mismatch {
+            outcome
+                .warnings
+                .push(format!("{name}: {message} (accepted)"));
+            Ok(())
+        } else {
+            Err(ExportError::new(
+                &name,
+                format!("{message}; pass --accept-export-mismatch to read it anyway"),
+            ))
+        }
+    };
+    if let Some(want) = &file.md5 {
+        if *want != got {
+            problem(format!(
+                "MD5 of the file as read is {got}, manifest-files.json says {want}"
+            ))?;
+        }
+    }
+    if let Some(want) = file.item_count {
+        if want != outcome.records {
+            problem(format!(
+                "holds {} records, manifest-files.json says {want}",
+                outcome.records
+            ))?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Reads the first `limit` records of an export (for `preview`).
+pub async fn read_first(
+    store: &Store,
+    export: &Export,
+    limit: usize,
+) -> Result<Vec<SourceRecord>, ExportError> {
+    let mut out = Vec::new();
+    for file in &export.files {
+        if out.len() >= limit {
+            break;
+        }
+        let (tx, mut rx) = mpsc::channel(4);
+        let store = store.clone();
+        let (export, file) = (export.clone(), file.clone());
+        let task =
+            tokio::spawn(
+                async move { read_file(&store, &export, &file, 0, &tx, &|_, _| {}).await },
+            );
+        while let Some(msg) = rx.recv().await {
+            if let SourceMsg::Batch(b) = msg {
+                out.extend(b.records);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        drop(rx);
+        if out.len() < limit {
+            // Read to the end: a broken file is an error here too.
+            task.await
+                .map_err(|e| ExportError::new("(task)", e.to_string()))??;
+        } else {
+            task.abort();
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
