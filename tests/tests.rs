@@ -3,6 +3,7 @@
 //! through the real AWS SDK. Each test has its own server and temp dir.
 
 mod common;
+mod exports;
 
 use std::collections::BTreeSet;
 

@@ -1,0 +1,770 @@
+//! The export source: local folders and S3, both formats, full and
+//! incremental, and every kind of bad input.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+fn run_ok(dir: &Path, endpoint: &str, args: &[&str]) -> String {
+    let o = singletable(dir, endpoint, args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    text(&o)
+}
+
+fn report(dir: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+}
+
+fn m() -> String {
+    mapping_path().to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_local_export_migrates_to_what_a_scan_would_write() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines = demo_exports(
+        d,
+        &db.endpoint,
+        "exports.txt",
+        &[
+            "--scale",
+            "400",
+            "--seed",
+            "5",
+            "--dirty-rate",
+            "0.03",
+            "--export-to",
+            "exp",
+        ],
+    );
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert!(
+        lines[0].starts_with("ai-girlfriend-users=exp/ai-girlfriend-users/AWSDynamoDB/"),
+        "{lines:?}"
+    );
+    let m = m();
+    run_ok(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "--create-table",
+            "--report",
+            "run.json",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
+    );
+    let r = report(d, "run.json");
+    assert_eq!(r["source"], "export");
+    assert_eq!(r["reconciled"], true);
+    let c = client(&db.endpoint).await;
+    let scanned: usize = futures::future::join_all(
+        singletable::demo::LEGACY_TABLES
+            .iter()
+            .map(|t| scan_all(&c, t.0)),
+    )
+    .await
+    .iter()
+    .map(Vec::len)
+    .sum();
+    assert_eq!(r["totals"]["read"].as_u64().unwrap() as usize, scanned);
+    assert!(r["totals"]["dead_lettered"].as_u64().unwrap() > 0);
+    // The target equals what the mapping makes of the tables (Scan side) ...
+    let (code, _, out) = verify(d, &db.endpoint, &["--sample", "100000"]);
+    assert_eq!(code, 0, "{out}");
+    // ... and of the exports.
+    let (code, v, out) = verify(
+        d,
+        &db.endpoint,
+        &["--sample", "100000", "--exports-file", "exports.txt"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["verdict"], "match");
+}
+
+#[tokio::test]
+async fn ion_and_dynamodb_json_exports_of_the_same_data_give_the_same_target() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = ["--scale", "300", "--seed", "8", "--dirty-rate", "0.02"];
+    demo_exports(
+        d,
+        &db.endpoint,
+        "ion.txt",
+        &[&data[..], &["--export-to", "ion", "--export-format", "ion"]].concat(),
+    );
+    demo_exports(
+        d,
+        &db.endpoint,
+        "json.txt",
+        &[&data[..], &["--export-to", "json"]].concat(),
+    );
+    let gz = std::fs::read_dir(first_export_dir(d, "ion").join("data"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(gz.to_str().unwrap().ends_with(".ion.gz"), "{gz:?}");
+    let m = m();
+    run_ok(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "ion.txt",
+            "--create-table",
+            "--report",
+            "run.json",
+        ],
+    );
+    let (code, _, out) = verify(
+        d,
+        &db.endpoint,
+        &["--sample", "100000", "--exports-file", "json.txt"],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+/// The users table's full export folder under `root`.
+fn first_export_dir(root: &Path, dest: &str) -> PathBuf {
+    let base = root.join(dest).join("ai-girlfriend-users/AWSDynamoDB");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("manifest-summary.json").exists())
+        .collect();
+    dirs.sort();
+    dirs.remove(0)
+}
+
+#[tokio::test]
+async fn full_and_incremental_exports_give_what_a_scan_of_the_changed_tables_gives() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines = demo_exports(
+        d,
+        &db.endpoint,
+        "exports.txt",
+        &[
+            "--scale",
+            "600",
+            "--seed",
+            "12",
+            "--dirty-rate",
+            "0.0",
+            "--export-to",
+            "exp",
+            "--incremental",
+            "--change-rate",
+            "0.05",
+        ],
+    );
+    assert_eq!(lines.len(), 14);
+    // Given in the reverse order: the tool applies them by export time.
+    let mut reversed = lines.clone();
+    reversed.reverse();
+    std::fs::write(d.join("reversed.txt"), reversed.join("\n")).unwrap();
+    let m = m();
+    run_ok(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "reversed.txt",
+            "--create-table",
+            "--report",
+            "run.json",
+        ],
+    );
+    let r = report(d, "run.json");
+    assert_eq!(r["reconciled"], true, "{r:#}");
+    assert!(r["totals"]["deleted"].as_u64().unwrap() > 10, "{r:#}");
+    assert!(
+        r["totals"]["stale_keys_deleted"].as_u64().unwrap() > 0,
+        "sessions moved to another user: {r:#}"
+    );
+    let (code, _, out) = verify(d, &db.endpoint, &["--sample", "100000"]);
+    assert_eq!(code, 0, "scan of the changed tables: {out}");
+    let (code, _, out) = verify(
+        d,
+        &db.endpoint,
+        &["--sample", "100000", "--exports-file", "exports.txt"],
+    );
+    assert_eq!(code, 0, "full + incremental exports: {out}");
+}
+
+#[tokio::test]
+async fn exports_in_s3_on_moto_with_dynamodb_elsewhere() {
+    let db = Dynoxide::start();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_S3", moto.endpoint.as_str()),
+    ];
+    let o = singletable_env(
+        d,
+        &env,
+        &[
+            "demo-data",
+            "--scale",
+            "300",
+            "--seed",
+            "4",
+            "--export-to",
+            "s3://legacy-exports/nightly",
+            "--incremental",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains("=s3://legacy-exports/nightly/")),
+        "{lines}"
+    );
+    std::fs::write(d.join("exports.txt"), &lines).unwrap();
+    let m = m();
+    let o = singletable_env(
+        d,
+        &env,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "--create-table",
+            "--report",
+            "run.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = singletable_env(d, &env, &["verify", "--mapping", &m, "--sample", "100000"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = singletable_env(
+        d,
+        &env,
+        &[
+            "preview",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "-n",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("by export s3://legacy-exports/nightly/ai-girlfriend-users/AWSDynamoDB/"),
+        "{}",
+        text(&o)
+    );
+}
+
+// ---- bad input ----
+
+/// A fresh single-export setup: every table exported to `exp/`, and the
+/// users export's folder.
+async fn bad_input_setup(db: &Dynoxide, d: &Path) -> PathBuf {
+    demo_exports(
+        d,
+        &db.endpoint,
+        "exports.txt",
+        &[
+            "--scale",
+            "100",
+            "--seed",
+            "1",
+            "--dirty-rate",
+            "0",
+            "--export-to",
+            "exp",
+        ],
+    );
+    first_export_dir(d, "exp")
+}
+
+fn data_files(export: &Path) -> Vec<PathBuf> {
+    let mut f: Vec<PathBuf> = std::fs::read_dir(export.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    f.sort();
+    f
+}
+
+fn read_gz(path: &Path) -> Vec<String> {
+    use std::io::Read as _;
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s.lines().map(str::to_string).collect()
+}
+
+fn write_gz(path: &Path, lines: &[String]) {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for l in lines {
+        writeln!(e, "{l}").unwrap();
+    }
+    std::fs::write(path, e.finish().unwrap()).unwrap();
+}
+
+/// Rewrites manifest-files.json with `f`, and its .md5 to match.
+fn edit_manifest(export: &Path, f: impl Fn(&mut Vec<serde_json::Value>)) {
+    let path = export.join("manifest-files.json");
+    let mut entries: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    f(&mut entries);
+    let text: String = entries.iter().map(|e| e.to_string() + "\n").collect();
+    std::fs::write(
+        export.join("manifest-files.md5"),
+        singletable::export::md5_base64(text.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Makes the manifest agree with the data files as they now are, so that
+/// only the planted problem is left.
+fn refresh_checksums(export: &Path) {
+    edit_manifest(export, |entries| {
+        for e in entries.iter_mut() {
+            let key = e["dataFileS3Key"].as_str().unwrap().to_string();
+            let name = key.rsplit('/').next().unwrap();
+            if let Ok(bytes) = std::fs::read(export.join("data").join(name)) {
+                e["md5Checksum"] = singletable::export::md5_base64(&bytes).into();
+            }
+        }
+    });
+}
+
+/// The first data file that holds records, and its lines.
+fn first_nonempty(export: &Path) -> (PathBuf, Vec<String>) {
+    data_files(export)
+        .into_iter()
+        .map(|p| {
+            let l = read_gz(&p);
+            (p, l)
+        })
+        .find(|(_, l)| !l.is_empty())
+        .unwrap()
+}
+
+fn migrate_fails_with(d: &Path, endpoint: &str, needles: &[&str]) {
+    let m = m();
+    let o = singletable(
+        d,
+        endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "--create-table",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for n in needles {
+        assert!(err.contains(n), "missing {n:?} in: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_and_a_corrupt_gzip_are_errors_naming_the_file() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let export = bad_input_setup(&db, d).await;
+    let (file, _) = first_nonempty(&export);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    refresh_checksums(&export);
+    let name = file.file_name().unwrap().to_str().unwrap();
+    migrate_fails_with(d, &db.endpoint, &[name, "cannot decompress"]);
+
+    let mut corrupt = bytes.clone();
+    for b in corrupt.iter_mut().skip(20).take(40) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&file, &corrupt).unwrap();
+    refresh_checksums(&export);
+    migrate_fails_with(d, &db.endpoint, &[name, "cannot decompress"]);
+}
+
+#[tokio::test]
+async fn lines_that_are_not_dynamodb_json_are_errors_naming_file_and_line() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let export = bad_input_setup(&db, d).await;
+    let (file, lines) = first_nonempty(&export);
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    for (bad, why) in [
+        ("this is not json", "not JSON"),
+        (r#"{"userId":{"S":"x"}}"#, "a full-export line without Item"),
+    ] {
+        let mut l = lines.clone();
+        l.insert(1, bad.to_string());
+        write_gz(&file, &l);
+        refresh_checksums(&export);
+        migrate_fails_with(d, &db.endpoint, &[&format!("{name}:2: {why}")]);
+    }
+}
+
+#[tokio::test]
+async fn bad_values_in_a_good_file_are_dead_lettered_with_file_and_line() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let export = bad_input_setup(&db, d).await;
+    let (file, mut lines) = first_nonempty(&export);
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    lines.push(r#"{"Item":{"userId":{"S":"bad-type"},"x":{"Q":"1"}}}"#.into());
+    lines.push(r#"{"Item":{"userId":{"S":"bad-null"},"x":{"NULL":false}}}"#.into());
+    let n = lines.len();
+    write_gz(&file, &lines);
+    refresh_checksums(&export);
+    edit_manifest(&export, |entries| {
+        for e in entries
+            .iter_mut()
+            .filter(|e| e["dataFileS3Key"].as_str().unwrap().ends_with(&name))
+        {
+            e["itemCount"] = (n as u64).into();
+        }
+    });
+    // The summary's total must agree with the files: accept that one mismatch.
+    let m = m();
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "--create-table",
+            "--report",
+            "run.json",
+            "--dead-letter",
+            "dead.jsonl",
+            "--accept-export-mismatch",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(d, "run.json");
+    assert!(
+        r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("itemCount")),
+        "{r:#}"
+    );
+    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains(&format!(
+            "{name}:{}: Item.at x: unknown type descriptor \"Q\"",
+            n - 1
+        )),
+        "{dead:#?}"
+    );
+    assert!(
+        dead[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{name}:{n}: Item.at x: NULL must be true")),
+        "{dead:#?}"
+    );
+    assert_eq!(dead[0]["stage"], "read");
+    assert!(dead[0]["raw"].as_str().unwrap().contains("bad-type"));
+}
+
+#[tokio::test]
+async fn manifest_problems_are_errors_naming_the_file() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let export = bad_input_setup(&db, d).await;
+    let (file, _) = first_nonempty(&export);
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    let pristine = std::fs::read(export.join("manifest-files.json")).unwrap();
+    let restore = || {
+        std::fs::write(export.join("manifest-files.json"), &pristine).unwrap();
+        std::fs::write(
+            export.join("manifest-files.md5"),
+            singletable::export::md5_base64(&pristine),
+        )
+        .unwrap();
+    };
+
+    // An MD5 that does not match the file as read.
+    edit_manifest(&export, |e| {
+        e[0]["md5Checksum"] = "AAAAAAAAAAAAAAAAAAAAAA==".into()
+    });
+    migrate_fails_with(
+        d,
+        &db.endpoint,
+        &[
+            "MD5 of the file as read",
+            "manifest-files.json says AAAAAAAAAAAAAAAAAAAAAA==",
+        ],
+    );
+    restore();
+
+    // A file's itemCount that does not match its lines (the summary's
+    // total lowered to agree, so only the file is wrong).
+    edit_manifest(&export, |e| {
+        let i = e
+            .iter()
+            .position(|x| x["dataFileS3Key"].as_str().unwrap().ends_with(&name))
+            .unwrap();
+        e[i]["itemCount"] = (e[i]["itemCount"].as_u64().unwrap() - 1).into();
+    });
+    let summary_path = export.join("manifest-summary.json");
+    let pristine_summary = std::fs::read(&summary_path).unwrap();
+    let mut summary: serde_json::Value = serde_json::from_slice(&pristine_summary).unwrap();
+    summary["itemCount"] = (summary["itemCount"].as_u64().unwrap() - 1).into();
+    let text = summary.to_string();
+    std::fs::write(
+        export.join("manifest-summary.md5"),
+        singletable::export::md5_base64(text.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(&summary_path, text).unwrap();
+    migrate_fails_with(
+        d,
+        &db.endpoint,
+        &[&name, "records, manifest-files.json says"],
+    );
+    restore();
+    std::fs::write(
+        export.join("manifest-summary.md5"),
+        singletable::export::md5_base64(&pristine_summary),
+    )
+    .unwrap();
+    std::fs::write(&summary_path, &pristine_summary).unwrap();
+
+    // A checksum file that does not match its manifest.
+    std::fs::write(
+        export.join("manifest-files.md5"),
+        "AAAAAAAAAAAAAAAAAAAAAA==",
+    )
+    .unwrap();
+    migrate_fails_with(
+        d,
+        &db.endpoint,
+        &["manifest-files.md5", "does not match manifest-files.json"],
+    );
+    restore();
+
+    // A manifest naming a file that is not there.
+    std::fs::remove_file(&file).unwrap();
+    migrate_fails_with(
+        d,
+        &db.endpoint,
+        &[&name, "missing (named by manifest-files.json)"],
+    );
+
+    // An unknown outputFormat.
+    let summary = std::fs::read_to_string(&summary_path)
+        .unwrap()
+        .replace("\"DYNAMODB_JSON\"", "\"CSV\"");
+    std::fs::write(
+        export.join("manifest-summary.md5"),
+        singletable::export::md5_base64(summary.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(&summary_path, summary).unwrap();
+    migrate_fails_with(
+        d,
+        &db.endpoint,
+        &["manifest-summary.json", "unknown outputFormat \"CSV\""],
+    );
+}
+
+#[tokio::test]
+async fn new_image_incrementals_are_refused_up_front_where_deletes_need_more_than_keys() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines = demo_exports(
+        d,
+        &db.endpoint,
+        "exports.txt",
+        &[
+            "--scale",
+            "100",
+            "--seed",
+            "2",
+            "--export-to",
+            "exp",
+            "--incremental",
+        ],
+    );
+    let sessions = lines
+        .iter()
+        .filter(|l| l.starts_with("ai-girlfriend-sessions="))
+        .nth(1)
+        .unwrap();
+    let dir_of = PathBuf::from(d).join(sessions.split_once('=').unwrap().1);
+    let summary_path = dir_of.join("manifest-summary.json");
+    let summary = std::fs::read_to_string(&summary_path)
+        .unwrap()
+        .replace("NEW_AND_OLD_IMAGES", "NEW_IMAGE");
+    std::fs::write(
+        dir_of.join("manifest-summary.md5"),
+        singletable::export::md5_base64(summary.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(&summary_path, summary).unwrap();
+    migrate_fails_with(
+        d,
+        &db.endpoint,
+        &["entity session", "NEW_IMAGE view", "needs userId"],
+    );
+    let c = client(&db.endpoint).await;
+    assert!(
+        c.describe_table().table_name(TARGET).send().await.is_err(),
+        "refused before creating anything"
+    );
+}
+
+/// moto's own ExportTableToPointInTime writes data files and no manifests:
+/// read by listing `data/`, with a warning that nothing could be checked.
+#[tokio::test]
+async fn moto_native_exports_without_manifests_are_read_with_a_warning() {
+    use aws_sdk_dynamodb::types::{ExportFormat, PointInTimeRecoverySpecification};
+    let moto = Moto::start();
+    let c = client(&moto.endpoint).await;
+    let s3 = s3_client(&moto.endpoint).await;
+    s3.create_bucket()
+        .bucket("moto-exports")
+        .send()
+        .await
+        .unwrap();
+    let (mut legacy, _) = singletable::demo::generate(&singletable::demo::DemoOptions {
+        scale: 200,
+        seed: 6,
+        dirty_rate: 0.02,
+    });
+    legacy.retain(|(_, i)| i.get("sessionId") != Some(&s("s-near-limit")));
+    singletable::demo::create_legacy_tables(&c).await.unwrap();
+    singletable::demo::load(&c, &legacy).await.unwrap();
+    let mut lines = Vec::new();
+    for (table, _, _) in singletable::demo::LEGACY_TABLES {
+        c.update_continuous_backups()
+            .table_name(table)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let arn = c
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap()
+            .table_arn
+            .unwrap();
+        let prefix = format!("nightly/{table}");
+        c.export_table_to_point_in_time()
+            .table_arn(arn)
+            .s3_bucket("moto-exports")
+            .s3_prefix(&prefix)
+            .export_format(ExportFormat::DynamodbJson)
+            .send()
+            .await
+            .unwrap();
+        let listed = s3
+            .list_objects_v2()
+            .bucket("moto-exports")
+            .prefix(format!("{prefix}/AWSDynamoDB/"))
+            .send()
+            .await
+            .unwrap();
+        let key = listed.contents()[0].key().unwrap().to_string();
+        let export_dir = &key[..key.find("/data/").unwrap()];
+        lines.push(format!("{table}=s3://moto-exports/{export_dir}/"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("exports.txt"), lines.join("\n")).unwrap();
+    let m = m();
+    run_ok(
+        d,
+        &moto.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "--create-table",
+            "--report",
+            "run.json",
+        ],
+    );
+    let r = report(d, "run.json");
+    assert_eq!(
+        r["totals"]["read"].as_u64().unwrap(),
+        legacy.len() as u64,
+        "{r:#}"
+    );
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("no manifest-summary.json"))
+            .count(),
+        7,
+        "{warnings:#?}"
+    );
+    let (code, _, out) = verify(d, &moto.endpoint, &["--sample", "100000"]);
+    assert_eq!(code, 0, "{out}");
+}
