@@ -716,14 +716,25 @@ async fn moto_native_exports_without_manifests_are_read_with_a_warning() {
             .send()
             .await
             .unwrap();
-        let listed = s3
-            .list_objects_v2()
-            .bucket("moto-exports")
-            .prefix(format!("{prefix}/AWSDynamoDB/"))
-            .send()
-            .await
-            .unwrap();
-        let key = listed.contents()[0].key().unwrap().to_string();
+        // moto writes the export in the background: wait for its data file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let key = loop {
+            let listed = s3
+                .list_objects_v2()
+                .bucket("moto-exports")
+                .prefix(format!("{prefix}/AWSDynamoDB/"))
+                .send()
+                .await
+                .unwrap();
+            if let Some(k) = listed.contents().first().and_then(|o| o.key()) {
+                break k.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto never wrote the export of {table}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         let export_dir = &key[..key.find("/data/").unwrap()];
         lines.push(format!("{table}=s3://moto-exports/{export_dir}/"));
     }
