@@ -119,7 +119,7 @@ fn scan_config(a: &ScanArgs) -> ScanConfig {
         segments: a.segments,
         consistent_read: a.consistent_read,
         read_units_per_second: a.read_rate.and_then(NonZeroU32::new),
-        page_limit: a.page_size,
+        page_limit: Some(a.page_size),
     }
 }
 
@@ -241,6 +241,7 @@ async fn demo_data(
     };
     let (items, summary) = crate::demo::generate(&opts);
     let mut tables_hold = items.clone();
+    let load_tables = export.as_ref().is_none_or(|(_, args)| !args.exports_only);
     if let Some((dest, args)) = export {
         if !(0.0..=0.3).contains(&args.change_rate) {
             anyhow::bail!(
@@ -308,8 +309,10 @@ async fn demo_data(
             tables_hold = updated;
         }
     }
-    crate::demo::create_legacy_tables(client).await?;
-    crate::demo::load(client, &tables_hold).await?;
+    if load_tables {
+        crate::demo::create_legacy_tables(client).await?;
+        crate::demo::load(client, &tables_hold).await?;
+    }
     eprintln!(
         "demo data (seed {}, scale {}, dirty rate {}):",
         a.seed, a.scale, a.dirty_rate
@@ -379,7 +382,7 @@ async fn demo_steps(
         segments: None,
         consistent_read: false,
         read_units_per_second: None,
-        page_limit: None,
+        page_limit: Some(250),
     };
     let opts = MigrateOptions {
         create_table: true,

@@ -110,9 +110,10 @@ pub struct ScanArgs {
     /// Read units per second per table (default: unlimited).
     #[arg(long, value_name = "RCU")]
     pub read_rate: Option<u32>,
-    /// Items per Scan page (default: as many as fit in DynamoDB's 1 MB page).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
-    pub page_size: Option<i32>,
+    /// Items per Scan page. Small pages keep memory low (a full 1 MB page of
+    /// small items takes several MB in memory) and cost no extra read units.
+    #[arg(long, value_name = "N", default_value_t = 250, value_parser = clap::value_parser!(i32).range(1..))]
+    pub page_size: i32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -227,6 +228,9 @@ pub struct DemoDataArgs {
     /// updates, deletes), and load the tables in their changed state.
     #[arg(long, requires = "export_to")]
     pub incremental: bool,
+    /// Write the exports only: create and load no tables.
+    #[arg(long, requires = "export_to")]
+    pub exports_only: bool,
     /// Share of each table's items changed by --incremental, per kind of change.
     #[arg(long, value_name = "R", default_value_t = 0.05)]
     pub change_rate: f64,

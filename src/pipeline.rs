@@ -131,14 +131,14 @@ pub async fn migrate(
         stats.clone(),
     ));
 
-    let tables: Vec<(String, u64)> = mapping
+    let tables: Vec<(String, u64, usize)> = mapping
         .entities
         .iter()
         .zip(&plan)
-        .map(|(e, s)| (e.source_table.clone(), s.expected()))
+        .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
         .collect();
     let progress = Arc::new(crate::progress::Progress::new(opts.quiet, &tables));
-    let p = progress.clone();
+    let (p, pf) = (progress.clone(), progress.clone());
     let readers = Readers {
         client: client.clone(),
         store: store.clone(),
@@ -146,6 +146,7 @@ pub async fn migrate(
         permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
         shutdown: shutdown_rx,
         on_records: Arc::new(move |e, n| p.inc(e, n)),
+        on_file: Arc::new(move |e| pf.file_done(e)),
     };
 
     let mut failure: Option<PipelineError> = None;

@@ -186,6 +186,16 @@ impl EntitySource {
         }
     }
 
+    /// The number of export files to read (none for a Scan).
+    pub fn files(&self) -> usize {
+        match self {
+            EntitySource::Scan(_) => 0,
+            EntitySource::Export { full, incrementals } => {
+                full.iter().chain(incrementals).map(|e| e.files.len()).sum()
+            }
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             EntitySource::Scan(_) => "scan",
@@ -330,6 +340,8 @@ pub struct Readers {
     pub permits: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     pub on_records: Arc<dyn Fn(usize, u64) + Send + Sync>,
+    /// Called with the entity when one of its export files is read to the end.
+    pub on_file: Arc<dyn Fn(usize) + Send + Sync>,
 }
 
 /// Starts the reads of phase `phase`: each task returns its warnings.

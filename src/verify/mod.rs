@@ -337,6 +337,7 @@ pub async fn verify(
         permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
         shutdown,
         on_records: Arc::new(|_, _| {}),
+        on_file: Arc::new(|_| {}),
     };
 
     // 1. The source side, in its final state. Incremental exports first:
