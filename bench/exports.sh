@@ -11,19 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scales=("$@"); [ ${#scales[@]} -gt 0 ] || scales=(100000 300000)
 port=${PORT:-18766}
-out=$(mktemp -d)
-cargo build --release --quiet
-bin=target/release/singletable
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
-
-"$bin" demo --serve --quiet --port "$port" --scale 100 --out "$out/demo" >"$out/demo.log" 2>&1 &
-server=$!
-trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$out"' EXIT
-until grep -q "^serving" "$out/demo.log"; do
-  kill -0 $server 2>/dev/null || { cat "$out/demo.log"; exit 1; }
-  sleep 1
-done
-echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
+. bench/serve.sh 100
 for scale in "${scales[@]}"; do
   "$bin" demo-data --exports-only --scale "$scale" --export-to "$out/exp-$scale" \
     --endpoint-url "http://127.0.0.1:$port" --region us-east-1 >"$out/exports-$scale.txt" 2>/dev/null

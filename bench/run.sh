@@ -12,23 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-100000}
 port=${PORT:-18765}
-out=$(mktemp -d)
-cargo build --release --quiet
-bin=target/release/singletable
+. bench/serve.sh "$scale"
 
-"$bin" demo --serve --quiet --port "$port" --scale "$scale" --out "$out/demo" >"$out/demo.log" 2>&1 &
-server=$!
-trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$out"' EXIT
-until grep -q "^serving" "$out/demo.log"; do
-  kill -0 $server 2>/dev/null || { cat "$out/demo.log"; exit 1; }
-  sleep 1
-done
-
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 common=(--mapping mappings/ai-girlfriend.toml --target-table bench-target
         --endpoint-url "http://127.0.0.1:$port" --region us-east-1 --quiet)
 
-echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
 echo "== migrate, $scale legacy items"
 /usr/bin/time -f "wall %e s, peak RSS %M KB, user %U s, sys %S s" \
   "$bin" migrate "${common[@]}" --create-table --report "$out/run.json" --dead-letter "$out/dead.jsonl" 2>&1 | tail -n 4
