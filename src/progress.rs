@@ -27,9 +27,15 @@ impl Progress {
             ProgressDrawTarget::hidden()
         });
         let style = ProgressStyle::with_template(
-            "{prefix:>28} {bar:30} {pos:>9}/{len:9} {per_sec:>12} eta {eta} {msg}",
+            "{prefix:>28} {bar:30} {pos:>9}/{len:9} {rate:>10} eta {eta} {msg}",
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        );
         let bars = tables
             .iter()
             .map(|(name, count, files)| {
