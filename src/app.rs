@@ -120,6 +120,7 @@ fn scan_config(a: &ScanArgs) -> ScanConfig {
         consistent_read: a.consistent_read,
         read_units_per_second: a.read_rate.and_then(NonZeroU32::new),
         page_limit: Some(a.page_size),
+        projection: None,
     }
 }
 
@@ -186,8 +187,15 @@ async fn preview(a: &PreviewArgs) -> Result<i32> {
 }
 
 fn verify_options(a: &VerifyArgs) -> Result<VerifyOptions> {
+    if let Some(r) = a.sample_rate {
+        if !(0.0..=1.0).contains(&r) {
+            anyhow::bail!("--sample-rate must be between 0 and 1, not {r}");
+        }
+    }
     Ok(VerifyOptions {
         sample: a.sample,
+        sample_rate: a.sample_rate,
+        full: a.full,
         seed: a.seed,
         sources: source_options(&a.sources)?,
         scan: scan_config(&a.scan),
@@ -221,6 +229,9 @@ async fn run_verify(
     if let Some(path) = report {
         write_json(path, &r)
             .with_context(|| format!("writing the verification report {}", path.display()))?;
+        let md = path.with_extension("md");
+        std::fs::write(&md, r.render_markdown())
+            .with_context(|| format!("writing {}", md.display()))?;
     }
     print!("{}", r.render());
     Ok(if r.matches() { EXIT_OK } else { EXIT_DIFFERS })
@@ -383,6 +394,7 @@ async fn demo_steps(
         consistent_read: false,
         read_units_per_second: None,
         page_limit: Some(250),
+        projection: None,
     };
     let opts = MigrateOptions {
         create_table: true,
@@ -409,6 +421,8 @@ async fn demo_steps(
     eprintln!("\n== 4. verify");
     let vopts = VerifyOptions {
         sample: 1000,
+        sample_rate: None,
+        full: false,
         seed: 0,
         sources: scan_only,
         scan,

@@ -176,13 +176,23 @@ pub struct VerifyArgs {
     pub scan: ScanArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
-    /// Items compared in full per entity.
+    /// Records compared attribute by attribute per entity (the same ones
+    /// for the same --seed, whatever order the tables are read in).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub sample: usize,
+    /// Compare this share of each entity's records instead (0 to 1),
+    /// checked as the source streams by, in flat memory.
+    #[arg(long, value_name = "R", conflicts_with = "full")]
+    pub sample_rate: Option<f64>,
+    /// Compare every record: digests of both sides in one pass each,
+    /// narrowed to the exact missing, extra and changed keys where they differ.
+    #[arg(long)]
+    pub full: bool,
     /// Seed of the sample: the same seed picks the same items.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Write the verification report (JSON) here.
+    /// Write the verification report here (JSON), and a Markdown copy beside
+    /// it (the same name ending in .md).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Mismatches listed in full.

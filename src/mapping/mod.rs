@@ -109,6 +109,31 @@ pub struct Entity {
     pub numbers: Vec<String>,
     /// Rules that leave an item out on purpose.
     pub skip: Vec<SkipRule>,
+    /// How `verify` recognises this entity's target items when the entity
+    /// type attribute is not enough: a key prefix or value.
+    pub identify: Option<Identify>,
+}
+
+/// Recognises an entity's target items by one attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identify {
+    pub attribute: String,
+    pub prefix: Option<String>,
+    pub equals: Option<String>,
+}
+
+impl Identify {
+    pub fn matches(&self, item: &crate::item::Item) -> bool {
+        match item.get(&self.attribute) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => {
+                self.prefix
+                    .as_ref()
+                    .is_none_or(|p| s.starts_with(p.as_str()))
+                    && self.equals.as_ref().is_none_or(|e| s == e)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An attribute computed by a template.
@@ -286,6 +311,39 @@ impl Mapping {
             .find(|(_, e)| e.source_table == table)
     }
 
+    /// The entity a target item belongs to: the first whose `identify`
+    /// rule matches, or (for entities without one) whose entity type the
+    /// item carries.
+    pub fn entity_of(&self, item: &crate::item::Item) -> Option<usize> {
+        let ty = match item.get(&self.table.entity_type_attribute) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        self.entities.iter().position(|e| match &e.identify {
+            Some(rule) => rule.matches(item),
+            None => ty == Some(e.entity_type.as_str()),
+        })
+    }
+
+    /// The attributes `verify` reads to count target items by entity.
+    pub fn identifying_attributes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .table
+            .primary_key()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        out.push(self.table.entity_type_attribute.clone());
+        out.extend(
+            self.entities
+                .iter()
+                .filter_map(|e| e.identify.as_ref().map(|i| i.attribute.clone())),
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Overrides the target table's name (`--target-table`).
     pub fn set_target_name(&mut self, name: &str) -> Result<(), MappingError> {
         if let Some(e) = self.entities.iter().find(|e| e.source_table == name) {
@@ -371,6 +429,15 @@ struct EntityConfig {
     numbers: Vec<String>,
     #[serde(default)]
     skip: Vec<Spanned<SkipConfig>>,
+    identify: Option<Spanned<IdentifyConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentifyConfig {
+    attribute: String,
+    prefix: Option<String>,
+    equals: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +584,21 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
                 condition,
             });
         }
+        let identify = match e.identify {
+            None => None,
+            Some(i) => {
+                let off = i.span().start;
+                let i = i.into_inner();
+                if i.prefix.is_none() == i.equals.is_none() {
+                    return Err(at(off, format!("entity {name}, identify: give exactly one of prefix = \"...\" or equals = \"...\"")));
+                }
+                Some(Identify {
+                    attribute: i.attribute,
+                    prefix: i.prefix,
+                    equals: i.equals,
+                })
+            }
+        };
         entities.push(Entity {
             name,
             source_table: e.source,
@@ -529,6 +611,7 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
             rename: e.rename.into_iter().collect(),
             numbers: e.numbers,
             skip,
+            identify,
         });
     }
     Ok((table, entities))

@@ -27,6 +27,8 @@ pub struct ScanConfig {
     pub read_units_per_second: Option<NonZeroU32>,
     /// Items per page; `None` lets DynamoDB fill 1 MB pages.
     pub page_limit: Option<i32>,
+    /// Read only these attributes (verify's counts); `None` reads whole items.
+    pub projection: Option<Vec<String>>,
 }
 
 /// The default segment count: one per 2 GB (AWS's advice), at least 4 for a
@@ -132,8 +134,19 @@ async fn scan_segment(
             .table_name(table)
             .consistent_read(cfg.consistent_read)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .select(Select::AllAttributes)
             .set_exclusive_start_key(start_key.take());
+        req = match &cfg.projection {
+            None => req.select(Select::AllAttributes),
+            Some(attrs) => {
+                let mut names = Vec::new();
+                for (i, a) in attrs.iter().enumerate() {
+                    req = req.expression_attribute_names(format!("#p{i}"), a);
+                    names.push(format!("#p{i}"));
+                }
+                req.select(Select::SpecificAttributes)
+                    .projection_expression(names.join(", "))
+            }
+        };
         if segments > 1 {
             req = req.segment(segment as i32).total_segments(segments as i32);
         }
