@@ -506,3 +506,50 @@ pub async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     };
     singletable::aws::s3(&singletable::aws::load(&opts).await, &opts)
 }
+
+pub fn read_gz_lines(path: &Path) -> Vec<String> {
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s.lines().map(str::to_string).collect()
+}
+
+pub fn write_gz_lines(path: &Path, lines: &[String]) {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for l in lines {
+        writeln!(e, "{l}").unwrap();
+    }
+    std::fs::write(path, e.finish().unwrap()).unwrap();
+}
+
+/// Makes an export's manifests agree with its data files as they now are.
+pub fn refresh_all_checksums(export: &Path) {
+    let path = export.join("manifest-files.json");
+    let text: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+            let key = e["dataFileS3Key"].as_str().unwrap().to_string();
+            // Full exports keep data under the export; incrementals in ../data.
+            let name = key.rsplit('/').next().unwrap();
+            let file = [
+                export.join("data").join(name),
+                export.parent().unwrap().join("data").join(name),
+            ]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap();
+            e["md5Checksum"] =
+                singletable::export::md5_base64(&std::fs::read(file).unwrap()).into();
+            e.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(
+        export.join("manifest-files.md5"),
+        singletable::export::md5_base64(text.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(path, text).unwrap();
+}

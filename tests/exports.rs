@@ -314,24 +314,6 @@ fn data_files(export: &Path) -> Vec<PathBuf> {
     f
 }
 
-fn read_gz(path: &Path) -> Vec<String> {
-    use std::io::Read as _;
-    let mut s = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut s)
-        .unwrap();
-    s.lines().map(str::to_string).collect()
-}
-
-fn write_gz(path: &Path, lines: &[String]) {
-    use std::io::Write as _;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    for l in lines {
-        writeln!(e, "{l}").unwrap();
-    }
-    std::fs::write(path, e.finish().unwrap()).unwrap();
-}
-
 /// Rewrites manifest-files.json with `f`, and its .md5 to match.
 fn edit_manifest(export: &Path, f: impl Fn(&mut Vec<serde_json::Value>)) {
     let path = export.join("manifest-files.json");
@@ -350,26 +332,12 @@ fn edit_manifest(export: &Path, f: impl Fn(&mut Vec<serde_json::Value>)) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Makes the manifest agree with the data files as they now are, so that
-/// only the planted problem is left.
-fn refresh_checksums(export: &Path) {
-    edit_manifest(export, |entries| {
-        for e in entries.iter_mut() {
-            let key = e["dataFileS3Key"].as_str().unwrap().to_string();
-            let name = key.rsplit('/').next().unwrap();
-            if let Ok(bytes) = std::fs::read(export.join("data").join(name)) {
-                e["md5Checksum"] = singletable::export::md5_base64(&bytes).into();
-            }
-        }
-    });
-}
-
 /// The first data file that holds records, and its lines.
 fn first_nonempty(export: &Path) -> (PathBuf, Vec<String>) {
     data_files(export)
         .into_iter()
         .map(|p| {
-            let l = read_gz(&p);
+            let l = read_gz_lines(&p);
             (p, l)
         })
         .find(|(_, l)| !l.is_empty())
@@ -406,7 +374,7 @@ async fn a_truncated_and_a_corrupt_gzip_are_errors_naming_the_file() {
     let (file, _) = first_nonempty(&export);
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
-    refresh_checksums(&export);
+    refresh_all_checksums(&export);
     let name = file.file_name().unwrap().to_str().unwrap();
     migrate_fails_with(d, &db.endpoint, &[name, "cannot decompress"]);
 
@@ -415,7 +383,7 @@ async fn a_truncated_and_a_corrupt_gzip_are_errors_naming_the_file() {
         *b ^= 0x5a;
     }
     std::fs::write(&file, &corrupt).unwrap();
-    refresh_checksums(&export);
+    refresh_all_checksums(&export);
     migrate_fails_with(d, &db.endpoint, &[name, "cannot decompress"]);
 }
 
@@ -433,8 +401,8 @@ async fn lines_that_are_not_dynamodb_json_are_errors_naming_file_and_line() {
     ] {
         let mut l = lines.clone();
         l.insert(1, bad.to_string());
-        write_gz(&file, &l);
-        refresh_checksums(&export);
+        write_gz_lines(&file, &l);
+        refresh_all_checksums(&export);
         migrate_fails_with(d, &db.endpoint, &[&format!("{name}:2: {why}")]);
     }
 }
@@ -450,8 +418,8 @@ async fn bad_values_in_a_good_file_are_dead_lettered_with_file_and_line() {
     lines.push(r#"{"Item":{"userId":{"S":"bad-type"},"x":{"Q":"1"}}}"#.into());
     lines.push(r#"{"Item":{"userId":{"S":"bad-null"},"x":{"NULL":false}}}"#.into());
     let n = lines.len();
-    write_gz(&file, &lines);
-    refresh_checksums(&export);
+    write_gz_lines(&file, &lines);
+    refresh_all_checksums(&export);
     edit_manifest(&export, |entries| {
         for e in entries
             .iter_mut()

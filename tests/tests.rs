@@ -4,6 +4,7 @@
 
 mod common;
 mod exports;
+mod verifier;
 
 use std::collections::BTreeSet;
 
@@ -380,85 +381,6 @@ async fn preview_writes_nothing_and_shows_reasons() {
         0,
         "preview wrote no files"
     );
-}
-
-#[tokio::test]
-async fn verify_passes_after_migrate_and_names_deleted_changed_and_orphan_items() {
-    let db = Dynoxide::start();
-    let c = client(&db.endpoint).await;
-    load_legacy(&c, 500, 9, 0.02).await;
-    let dir = tempfile::tempdir().unwrap();
-    migrate(dir.path(), &db.endpoint);
-    let all = ["--sample", "100000"];
-    let (code, report, out) = verify(dir.path(), &db.endpoint, &all);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(report["verdict"], "match");
-
-    // Deleted.
-    c.delete_item()
-        .table_name(TARGET)
-        .key("pk", s("USER#user123"))
-        .key("sk", s("METADATA"))
-        .send()
-        .await
-        .unwrap();
-    let (code, report, out) = verify(dir.path(), &db.endpoint, &all);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("missing pk=USER#user123, sk=METADATA"),
-        "{out}"
-    );
-    let user = report["entities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["entity"] == "user")
-        .unwrap()
-        .clone();
-    assert_eq!(user["missing"], 1);
-    assert_eq!(
-        user["target_items"].as_u64().unwrap() + 1,
-        user["expected_in_target"].as_u64().unwrap()
-    );
-
-    // Changed (after migrate restores the deleted item).
-    migrate(dir.path(), &db.endpoint);
-    c.update_item()
-        .table_name(TARGET)
-        .key("pk", s("SESSION#session456"))
-        .key("sk", s("MSG#2024-01-15T14:05:30Z#msg789"))
-        .update_expression("SET content = :c")
-        .expression_attribute_values(":c", s("edited"))
-        .send()
-        .await
-        .unwrap();
-    let (code, report, out) = verify(dir.path(), &db.endpoint, &all);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("changed pk=SESSION#session456, sk=MSG#2024-01-15T14:05:30Z#msg789"),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            r#"content: expected {"S":"Hello, how are you today?"}, found {"S":"edited"}"#
-        ),
-        "{out}"
-    );
-    assert_eq!(report["mismatches"].as_array().unwrap().len(), 1);
-
-    // An orphan: a target item no entity makes.
-    migrate(dir.path(), &db.endpoint);
-    c.put_item()
-        .table_name(TARGET)
-        .item("pk", s("X#1"))
-        .item("sk", s("X"))
-        .item("entityType", s("GHOST"))
-        .send()
-        .await
-        .unwrap();
-    let (code, report, out) = verify(dir.path(), &db.endpoint, &all);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(report["unmapped_entity_types"]["GHOST"], 1, "{out}");
 }
 
 #[tokio::test]
