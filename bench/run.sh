@@ -30,3 +30,6 @@ PY
 echo "== verify, sample 1000 per entity"
 /usr/bin/time -f "wall %e s, peak RSS %M KB, user %U s, sys %S s" \
   "$bin" verify "${common[@]}" --sample 1000 --report "$out/verify.json" 2>&1 | tail -n 2
+echo "== verify --full (every record, digests of both sides)"
+/usr/bin/time -f "wall %e s, peak RSS %M KB, user %U s, sys %S s" \
+  "$bin" verify "${common[@]}" --full --report "$out/verify-full.json" 2>&1 | tail -n 2

@@ -572,7 +572,7 @@ pub async fn verify(
             }
         }
         for (e, check) in checks.iter_mut().enumerate() {
-            check.sampled = counts[e].1.min(targets.per_entity[e]);
+            check.sampled = counts[e].1;
             check.matched = counts[e].1 - check.missing - check.changed;
         }
     } else if let Some(rate) = opts.sample_rate {
