@@ -201,6 +201,7 @@ fn verify_options(a: &VerifyArgs) -> Result<VerifyOptions> {
         scan: scan_config(&a.scan),
         read_concurrency: a.scan.read_concurrency,
         max_listed: a.max_listed,
+        collect_limit: a.collect_limit.max(1),
     })
 }
 
@@ -428,6 +429,7 @@ async fn demo_steps(
         scan,
         read_concurrency: 16,
         max_listed: 100,
+        collect_limit: crate::verify::full::COLLECT_LIMIT,
     };
     let code = run_verify(
         client,

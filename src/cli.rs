@@ -195,6 +195,9 @@ pub struct VerifyArgs {
     /// it (the same name ending in .md).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Full mode: records held at most to list differences (more: split again).
+    #[arg(long, value_name = "N", default_value_t = crate::verify::full::COLLECT_LIMIT, hide = true)]
+    pub collect_limit: u64,
     /// Mismatches listed in full.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_listed: usize,

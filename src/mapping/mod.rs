@@ -644,6 +644,28 @@ sort_key = "sk"
     }
 
     #[test]
+    fn identify_rules_recognise_target_items() {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let text = format!(
+            "{TABLE}\n[[entity]]\nname = \"s\"\nsource = \"ss\"\nsource_key = [\"id\"]\nentity_type = \"X\"\nidentify = {{ attribute = \"sk\", prefix = \"SESSION#\" }}\n[entity.keys]\npk = \"U#{{u}}\"\nsk = \"SESSION#{{id}}\"\n[[entity]]\nname = \"u\"\nsource = \"us\"\nsource_key = [\"id\"]\nentity_type = \"X\"\nidentify = {{ attribute = \"sk\", equals = \"METADATA\" }}\n[entity.keys]\npk = \"U#{{id}}\"\nsk = \"METADATA\"\n"
+        );
+        let m = Mapping::from_str(Path::new("m.toml"), &text).unwrap();
+        let item = |sk: &str| -> crate::item::Item { [("sk".to_string(), A::S(sk.into()))].into() };
+        assert_eq!(m.entity_of(&item("SESSION#1")), Some(0));
+        assert_eq!(m.entity_of(&item("METADATA")), Some(1));
+        assert_eq!(m.entity_of(&item("CREDITS")), None);
+        assert!(m.identifying_attributes().contains(&"sk".to_string()));
+        let bad = text.replace(
+            "prefix = \"SESSION#\"",
+            "prefix = \"SESSION#\", equals = \"x\"",
+        );
+        assert!(Mapping::from_str(Path::new("m.toml"), &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one of prefix"));
+    }
+
+    #[test]
     fn unknown_field_is_an_error_with_a_line() {
         let text = format!("{TABLE}\n[[entity]]\nname = \"u\"\nsource = \"s\"\nsource_key = [\"id\"]\nentity_type = \"U\"\nkeyz = 1\n");
         let e = Mapping::from_str(Path::new("m.toml"), &text)

@@ -6,9 +6,11 @@
 //! 256 digests per entity whatever the table size, and the order items
 //! arrive in does not matter. Equal digests everywhere prove equality.
 //! Where buckets differ, another pass splits only those buckets 256 ways
-//! again, until the records left in differing buckets are few enough to
-//! hold; a last pass collects just those and names every missing, extra
-//! and changed key, with diffs.
+//! again, while they hold more records than may be held (`--collect-limit`)
+//! and splitting still sheds records; a last pass collects the records of
+//! the differing buckets, up to that limit, and names every missing, extra
+//! and changed key among them, with diffs. Records of differing buckets
+//! beyond the limit are counted as unresolved: they differ, unnamed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +18,8 @@ use super::canonical::{hash_bytes, item_hash};
 use super::report::Digest;
 use crate::item::Item;
 
-/// The most records held at once to list the differences.
+/// The most records held at once to list the differences (the default of
+/// `VerifyOptions::collect_limit`).
 pub const COLLECT_LIMIT: u64 = 20_000;
 
 /// Which records a pass looks at: those whose key hash starts with one of
@@ -26,7 +29,7 @@ pub struct Scope {
     /// Prefix length in bytes of the buckets this pass keeps.
     pub level: usize,
     /// The differing buckets of the previous level (`None`: everything).
-    pub within: Option<HashSet<(usize, Vec<u8>)>>,
+    pub within: Option<HashSet<Bucket>>,
 }
 
 impl Scope {
@@ -55,10 +58,13 @@ pub fn key_hash(key_text: &str) -> u128 {
     hash_bytes(key_text.as_bytes())
 }
 
+/// An entity and a bucket: the first bytes of a key hash.
+pub type Bucket = (usize, Vec<u8>);
+
 /// Digests of one side, per (entity, bucket).
 #[derive(Debug, Default)]
 pub struct Digests {
-    pub buckets: HashMap<(usize, Vec<u8>), Digest>,
+    pub buckets: HashMap<Bucket, Digest>,
 }
 
 impl Digests {
@@ -83,26 +89,52 @@ impl Digests {
     }
 }
 
-/// The buckets where the two sides differ, and how many records (the
-/// larger side) they hold.
-pub fn differing(source: &Digests, target: &Digests) -> (HashSet<(usize, Vec<u8>)>, u64) {
-    let mut out = HashSet::new();
-    let mut load = 0;
+/// The buckets where the two sides differ, each with the records it holds
+/// (the larger side), sorted by bucket.
+pub fn differing(source: &Digests, target: &Digests) -> Vec<(Bucket, u64)> {
+    let mut out: Vec<(Bucket, u64)> = Vec::new();
+    let mut seen = HashSet::new();
     let empty = Digest::default();
     for key in source.buckets.keys().chain(target.buckets.keys()) {
         let (s, t) = (
             source.buckets.get(key).unwrap_or(&empty),
             target.buckets.get(key).unwrap_or(&empty),
         );
-        if s != t && out.insert(key.clone()) {
-            load += s.count.max(t.count);
+        if s != t && seen.insert(key.clone()) {
+            out.push((key.clone(), s.count.max(t.count)));
         }
     }
-    (out, load)
+    out.sort();
+    out
+}
+
+/// The records the differing buckets hold in all.
+pub fn load(diff: &[(Bucket, u64)]) -> u64 {
+    diff.iter().map(|(_, n)| n).sum()
+}
+
+/// The differing buckets to list, in order, up to `limit` records; the
+/// records of the others, per entity, are left unresolved.
+pub fn within_limit(
+    diff: Vec<(Bucket, u64)>,
+    limit: u64,
+) -> (HashSet<Bucket>, HashMap<usize, u64>) {
+    let mut kept = HashSet::new();
+    let mut unresolved: HashMap<usize, u64> = HashMap::new();
+    let mut held = 0;
+    for (bucket, n) in diff {
+        if held + n <= limit {
+            held += n;
+            kept.insert(bucket);
+        } else {
+            *unresolved.entry(bucket.0).or_default() += n;
+        }
+    }
+    (kept, unresolved)
 }
 
 /// The scope of the next pass: the differing buckets, one byte deeper.
-pub fn narrow(differing: HashSet<(usize, Vec<u8>)>, level: usize) -> Scope {
+pub fn narrow(differing: HashSet<Bucket>, level: usize) -> Scope {
     Scope {
         level: level + 1,
         within: Some(differing),
@@ -141,12 +173,15 @@ mod tests {
                 rev.add(&scope, 0, &k.to_string(), it);
             }
             prop_assert_eq!(fwd.total(0), rev.total(0));
-            prop_assert!(differing(&fwd, &rev).0.is_empty());
-            let (diff, load) = differing(&fwd, &other);
+            prop_assert!(differing(&fwd, &rev).is_empty());
+            let diff = differing(&fwd, &other);
             prop_assert_eq!(diff.len(), 1);
+            let load = super::load(&diff);
             prop_assert!(load >= 1);
             // One level deeper, only the changed record's bucket is kept.
-            let deeper = narrow(diff, 1);
+            let (kept, unresolved) = within_limit(diff, u64::MAX);
+            prop_assert!(unresolved.is_empty());
+            let deeper = narrow(kept, 1);
             let kept = (0..n).filter(|k| deeper.bucket(0, key_hash(&k.to_string())).is_some()).count();
             prop_assert!(kept >= 1 && kept as u64 <= load);
         }

@@ -58,6 +58,9 @@ pub struct VerifyOptions {
     pub read_concurrency: usize,
     /// How many mismatches the report lists in full.
     pub max_listed: usize,
+    /// Full mode: the most records held to list differences; more, and the
+    /// differing buckets are split again first.
+    pub collect_limit: u64,
 }
 
 /// Per entity: read, put, filtered, rejected.
@@ -493,10 +496,17 @@ pub async fn verify(
             check.target_digest = Some(tgt.digests.total(e));
         }
         targets = std::mem::take(&mut tgt.counts);
-        let (mut diff, mut load) = full::differing(&src.digests, &tgt.digests);
-        // Narrow until the differing buckets are small enough to hold.
-        while !diff.is_empty() && load > full::COLLECT_LIMIT && scope.level < 15 {
-            scope = full::narrow(diff, scope.level);
+        let mut diff = full::differing(&src.digests, &tgt.digests);
+        // Narrow while the differing buckets hold too many records, and
+        // while splitting them helps (many real differences do not shrink).
+        let mut previous = u64::MAX;
+        while full::load(&diff) > opts.collect_limit
+            && full::load(&diff) <= previous / 2
+            && scope.level < 15
+        {
+            previous = full::load(&diff);
+            let all: std::collections::HashSet<_> = diff.into_iter().map(|(b, _)| b).collect();
+            scope = full::narrow(all, scope.level);
             let mut s = FullSource {
                 scope: &scope,
                 key_names: key_names.clone(),
@@ -515,11 +525,16 @@ pub async fn verify(
                 count: false,
             };
             ctx.target_pass(None, &mut t).await?;
-            (diff, load) = full::differing(&s.digests, &t.digests);
+            diff = full::differing(&s.digests, &t.digests);
         }
         if !diff.is_empty() {
-            // Collect the records of the differing buckets, and only those.
-            let collect_scope = full::narrow(diff, scope.level);
+            // Collect the records of the differing buckets, and only those,
+            // up to the limit; the rest are counted as unresolved.
+            let (kept, unresolved) = full::within_limit(diff, opts.collect_limit);
+            for (e, n) in unresolved {
+                checks[e].unresolved += n;
+            }
+            let collect_scope = full::narrow(kept, scope.level);
             let mut s = FullSource {
                 scope: &collect_scope,
                 key_names: key_names.clone(),
@@ -573,7 +588,9 @@ pub async fn verify(
         }
         for (e, check) in checks.iter_mut().enumerate() {
             check.sampled = counts[e].1;
-            check.matched = counts[e].1 - check.missing - check.changed;
+            check.matched = counts[e]
+                .1
+                .saturating_sub(check.missing + check.changed + check.unresolved);
         }
     } else if let Some(rate) = opts.sample_rate {
         mode = "sample-rate";

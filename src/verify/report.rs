@@ -32,6 +32,9 @@ pub struct EntityCheck {
     /// In the target, of this entity, but no source item makes them (full mode).
     pub extra: u64,
     pub changed: u64,
+    /// Full mode: records in differing buckets beyond what could be listed
+    /// (more differences than `--collect-limit`); they differ, unnamed.
+    pub unresolved: u64,
     /// Full mode: the digests of both sides.
     pub source_digest: Option<Digest>,
     pub target_digest: Option<Digest>,
