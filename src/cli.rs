@@ -67,7 +67,7 @@ pub struct MappingArgs {
     /// The mapping: a .toml file, or a folder of them.
     #[arg(long, value_name = "PATH")]
     pub mapping: PathBuf,
-    /// Write to this table instead of the one the mapping names.
+    /// The target table, instead of the one the mapping names.
     #[arg(long, env = "DYNAMODB_TABLE_NAME", value_name = "NAME")]
     pub target_table: Option<String>,
 }
