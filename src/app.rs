@@ -417,7 +417,6 @@ async fn demo_steps(
         Some(&a.out.join("migrate-report.json")),
     )
     .await?;
-    eprintln!("dead letters: {}", opts.dead_letter.display());
 
     eprintln!("\n== 4. verify");
     let vopts = VerifyOptions {
