@@ -343,6 +343,18 @@ struct FullSource<'a> {
     collected: HashMap<(usize, String), Expected>,
 }
 
+impl<'a> FullSource<'a> {
+    fn new(scope: &'a full::Scope, key_names: &[String], collect: bool) -> Self {
+        FullSource {
+            scope,
+            key_names: key_names.to_vec(),
+            digests: Default::default(),
+            collect,
+            collected: HashMap::new(),
+        }
+    }
+}
+
 impl SourceSink for FullSource<'_> {
     fn put(&mut self, entity: usize, target: Item, source_key: Item) {
         let names: Vec<&str> = self.key_names.iter().map(String::as_str).collect();
@@ -372,6 +384,26 @@ struct FullTarget<'a> {
     collected: HashMap<(usize, String), Item>,
     counts: TargetCounts,
     count: bool,
+}
+
+impl<'a> FullTarget<'a> {
+    fn new(
+        scope: &'a full::Scope,
+        key_names: &[String],
+        collect: bool,
+        count: bool,
+        counts: TargetCounts,
+    ) -> Self {
+        FullTarget {
+            scope,
+            key_names: key_names.to_vec(),
+            digests: Default::default(),
+            collect,
+            collected: HashMap::new(),
+            counts,
+            count,
+        }
+    }
 }
 
 impl TargetSink for FullTarget<'_> {
@@ -471,25 +503,11 @@ pub async fn verify(
         mode = "full";
         // Level one: every record, digested.
         let mut scope = full::Scope::first();
-        let mut src = FullSource {
-            scope: &scope,
-            key_names: key_names.clone(),
-            digests: Default::default(),
-            collect: false,
-            collected: HashMap::new(),
-        };
+        let mut src = FullSource::new(&scope, &key_names, false);
         let (c, w) = ctx.source_pass(&mut src).await?;
         counts = c;
         warnings.extend(w);
-        let mut tgt = FullTarget {
-            scope: &scope,
-            key_names: key_names.clone(),
-            digests: Default::default(),
-            collect: false,
-            collected: HashMap::new(),
-            counts: new_counts(),
-            count: true,
-        };
+        let mut tgt = FullTarget::new(&scope, &key_names, false, true, new_counts());
         ctx.target_pass(None, &mut tgt).await?;
         for (e, check) in checks.iter_mut().enumerate() {
             check.source_digest = Some(src.digests.total(e));
@@ -507,23 +525,9 @@ pub async fn verify(
             previous = full::load(&diff);
             let all: std::collections::HashSet<_> = diff.into_iter().map(|(b, _)| b).collect();
             scope = full::narrow(all, scope.level);
-            let mut s = FullSource {
-                scope: &scope,
-                key_names: key_names.clone(),
-                digests: Default::default(),
-                collect: false,
-                collected: HashMap::new(),
-            };
+            let mut s = FullSource::new(&scope, &key_names, false);
             ctx.source_pass(&mut s).await?;
-            let mut t = FullTarget {
-                scope: &scope,
-                key_names: key_names.clone(),
-                digests: Default::default(),
-                collect: false,
-                collected: HashMap::new(),
-                counts: new_counts(),
-                count: false,
-            };
+            let mut t = FullTarget::new(&scope, &key_names, false, false, new_counts());
             ctx.target_pass(None, &mut t).await?;
             diff = full::differing(&s.digests, &t.digests);
         }
@@ -535,23 +539,9 @@ pub async fn verify(
                 checks[e].unresolved += n;
             }
             let collect_scope = full::narrow(kept, scope.level);
-            let mut s = FullSource {
-                scope: &collect_scope,
-                key_names: key_names.clone(),
-                digests: Default::default(),
-                collect: true,
-                collected: HashMap::new(),
-            };
+            let mut s = FullSource::new(&collect_scope, &key_names, true);
             ctx.source_pass(&mut s).await?;
-            let mut t = FullTarget {
-                scope: &collect_scope,
-                key_names: key_names.clone(),
-                digests: Default::default(),
-                collect: true,
-                collected: HashMap::new(),
-                counts: new_counts(),
-                count: false,
-            };
+            let mut t = FullTarget::new(&collect_scope, &key_names, true, false, new_counts());
             ctx.target_pass(None, &mut t).await?;
             let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
             let mut source_items: Vec<((usize, String), Expected)> =
