@@ -305,21 +305,25 @@ pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<St
             old,
             ..
         } => {
+            // The old item goes when the new one lands elsewhere (its key
+            // moved) or not at all (now filtered or dead-lettered): the
+            // target then holds what the mapping makes of the source.
             let step = put_or_not(new);
-            let mut out = Vec::with_capacity(2);
-            if let (Step::Write { item: put, .. }, Some(old)) = (&step, old) {
-                let key_names = table.primary_key();
-                if let Ok(old_key) = target_key(entity, table, &old) {
-                    if project(put, &key_names) != old_key {
-                        out.push(Step::Write {
-                            op: Op::Delete,
-                            item: old_key,
-                            counted: false,
-                        });
-                    }
+            let key_names = table.primary_key();
+            let new_key = match &step {
+                Step::Write { item, .. } => Some(project(item, &key_names)),
+                _ => None,
+            };
+            let mut out = vec![step];
+            if let Some(old_key) = old.and_then(|o| target_key(entity, table, &o).ok()) {
+                if new_key.as_ref() != Some(&old_key) {
+                    out.push(Step::Write {
+                        op: Op::Delete,
+                        item: old_key,
+                        counted: false,
+                    });
                 }
             }
-            out.insert(0, step);
             out
         }
         SourceRecord::Change {
@@ -516,4 +520,93 @@ fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord) -> Stri
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn shipped() -> Mapping {
+        Mapping::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/ai-girlfriend.toml"),
+        )
+        .unwrap()
+    }
+    fn session(user: &str, started: Option<&str>) -> Item {
+        let mut i: Item = [
+            ("sessionId".to_string(), AttributeValue::S("s1".into())),
+            ("userId".to_string(), AttributeValue::S(user.into())),
+        ]
+        .into();
+        if let Some(t) = started {
+            i.insert("startedAt".into(), AttributeValue::S(t.into()));
+        }
+        i
+    }
+    fn key(user: &str) -> Item {
+        [
+            ("pk".to_string(), AttributeValue::S(format!("USER#{user}"))),
+            ("sk".to_string(), AttributeValue::S("SESSION#s1".into())),
+        ]
+        .into()
+    }
+    fn kinds(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Write { op, counted, .. } => {
+                    format!("{op:?}{}", if *counted { "" } else { " (clean-up)" })
+                }
+                Step::Filtered(_) => "Filtered".into(),
+                Step::Dead { .. } => "Dead".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incremental_changes_become_the_right_writes() {
+        let m = shipped();
+        let e = m.entities.iter().find(|e| e.name == "session").unwrap();
+        let t = "2024-01-15T14:00:00Z";
+        let keys: Item = [("sessionId".to_string(), AttributeValue::S("s1".into()))].into();
+        let change = |new: Option<Item>, old: Option<Item>| SourceRecord::Change {
+            keys: keys.clone(),
+            new,
+            old,
+        };
+
+        // An update in place: one put.
+        let s = steps(
+            e,
+            &m,
+            change(Some(session("u1", Some(t))), Some(session("u1", Some(t)))),
+        );
+        assert_eq!(kinds(&s), ["Put"]);
+        // An update that moves the session to another user: put, and the old key goes.
+        let s = steps(
+            e,
+            &m,
+            change(Some(session("u2", Some(t))), Some(session("u1", Some(t)))),
+        );
+        assert_eq!(kinds(&s), ["Put", "Delete (clean-up)"]);
+        assert!(matches!(&s[1], Step::Write { item, .. } if *item == key("u1")));
+        // An update the mapping can no longer write: dead-lettered, and the old item goes.
+        let s = steps(
+            e,
+            &m,
+            change(Some(session("u1", None)), Some(session("u1", Some(t)))),
+        );
+        assert_eq!(kinds(&s), ["Dead", "Delete (clean-up)"]);
+        // A delete with its old image: one counted delete of the mapped key.
+        let s = steps(e, &m, change(None, Some(session("u1", Some(t)))));
+        assert_eq!(kinds(&s), ["Delete"]);
+        assert!(matches!(&s[0], Step::Write { item, .. } if *item == key("u1")));
+        // A delete with only the legacy key cannot find a session's target key.
+        let s = steps(e, &m, change(None, None));
+        assert_eq!(kinds(&s), ["Dead"]);
+        // An insert: one put, nothing to clean up.
+        let s = steps(e, &m, change(Some(session("u1", Some(t))), None));
+        assert_eq!(kinds(&s), ["Put"]);
+    }
 }

@@ -199,7 +199,7 @@ impl RunReport {
             }
             if e.stale_keys_deleted + e.stale_key_deletes_dead_lettered > 0 {
                 warnings.push(format!(
-                    "{}: {} updates moved an item to a new target key; {} old keys deleted, {} dead-lettered",
+                    "{}: {} updates left an old target key behind (the item moved, or the mapping can no longer write it); {} old keys deleted, {} dead-lettered",
                     e.entity,
                     e.stale_keys_deleted + e.stale_key_deletes_dead_lettered,
                     e.stale_keys_deleted,
