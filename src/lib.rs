@@ -18,6 +18,7 @@ pub mod item;
 pub mod mapping;
 pub mod pipeline;
 pub mod progress;
+pub mod rate;
 pub mod report;
 pub mod sinks;
 pub mod sources;

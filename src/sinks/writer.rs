@@ -18,13 +18,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{
     DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest as SdkWriteRequest,
 };
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng as _;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use super::batcher::{key_text, Batch, Batcher, Op, WriteRequest};
 use super::dead_letter::DeadLetter;
+use crate::rate::Limit;
 use crate::report::RunStats;
 
 /// How the sink writes.
@@ -158,32 +158,6 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_nanos(rand::rng().random_range(0..=nanos))
-}
-
-/// A governor limiter with its burst, so large requests can be taken in parts.
-struct Limit {
-    limiter: DefaultDirectRateLimiter,
-    burst: u32,
-}
-
-impl Limit {
-    fn new(per_second: NonZeroU32) -> Limit {
-        Limit {
-            limiter: RateLimiter::direct(Quota::per_second(per_second)),
-            burst: per_second.get(),
-        }
-    }
-
-    async fn take(&self, mut n: u64) {
-        while n > 0 {
-            let part = n.min(self.burst as u64) as u32;
-            if let Some(part_nz) = NonZeroU32::new(part) {
-                // `part` never exceeds the burst, so this cannot be refused.
-                let _ = self.limiter.until_n_ready(part_nz).await;
-            }
-            n -= part as u64;
-        }
-    }
 }
 
 /// The shared state of the sink's write tasks.
@@ -610,20 +584,5 @@ mod tests {
         let draws: std::collections::HashSet<Duration> =
             (0..20).map(|_| backoff(5, base, max)).collect();
         assert!(draws.len() > 1, "full jitter draws differ");
-    }
-
-    /// governor sleeps on the real clock, so this checks a lower bound only:
-    /// 100 units of burst, then 150 more at 100/s cannot finish before 1.4 s.
-    #[tokio::test]
-    async fn the_rate_limit_spaces_calls() {
-        let l = Limit::new(NonZeroU32::new(100).unwrap());
-        let start = std::time::Instant::now();
-        l.take(100).await; // the burst
-        l.take(150).await; // more than the burst: taken in parts
-        assert!(
-            start.elapsed() >= Duration::from_millis(1400),
-            "{:?}",
-            start.elapsed()
-        );
     }
 }

@@ -11,11 +11,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, Select};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{SourceBatch, SourceError, SourceMsg, SourceRecord, TableInfo};
 use crate::item::{item_size, Item};
+use crate::rate::Limit;
 
 /// How a table is scanned.
 #[derive(Debug, Clone)]
@@ -58,9 +58,7 @@ pub async fn scan_table(
         .segments
         .unwrap_or_else(|| default_segments(info.size_bytes, info.item_count))
         .max(1);
-    let limiter = cfg
-        .read_units_per_second
-        .map(|r| Arc::new((RateLimiter::direct(Quota::per_second(r)), r.get())));
+    let limiter = cfg.read_units_per_second.map(|r| Arc::new(Limit::new(r)));
     let mut tasks = tokio::task::JoinSet::new();
     for segment in 0..segments {
         let client = client.clone();
@@ -120,7 +118,7 @@ async fn scan_segment(
     cfg: &ScanConfig,
     tx: &mpsc::Sender<SourceMsg>,
     shutdown: watch::Receiver<bool>,
-    limiter: Option<&(DefaultDirectRateLimiter, u32)>,
+    limiter: Option<&Limit>,
     on_page: &(dyn Fn(usize, u64) + Send + Sync),
 ) -> Result<u64, SourceError> {
     let mut start_key: Option<Item> = None;
@@ -163,7 +161,7 @@ async fn scan_segment(
         read += n;
         // Pay for what the page cost: the service's count, or our estimate
         // (4 KB units, halved for eventually consistent reads).
-        if let Some((lim, burst)) = limiter {
+        if let Some(lim) = limiter {
             let units = page
                 .consumed_capacity()
                 .and_then(|c| c.capacity_units())
@@ -176,14 +174,7 @@ async fn scan_segment(
                         units / 2.0
                     }
                 });
-            let mut owed = units.ceil() as u64;
-            while owed > 0 {
-                let part = owed.min(*burst as u64) as u32;
-                if let Some(p) = NonZeroU32::new(part) {
-                    let _ = lim.until_n_ready(p).await;
-                }
-                owed -= part as u64;
-            }
+            lim.take(units.ceil() as u64).await;
         }
         if !items.is_empty() {
             on_page(entity, n);
