@@ -294,6 +294,9 @@ pub struct Faults {
     pub unprocessed_calls: usize,
     /// Answer ValidationException to any call holding an item whose `pk` is this.
     pub poison_pk: Option<String>,
+    /// After this many calls, answer every call ResourceNotFoundException
+    /// (the table is gone).
+    pub table_gone_after: Option<usize>,
 }
 
 pub struct Proxy {
@@ -423,6 +426,17 @@ fn serve_connection(
                 distinct_keys: keys.len(),
             });
             let mut f = faults.lock().unwrap();
+            let seen = calls.lock().unwrap().len();
+            if f.table_gone_after.is_some_and(|n| seen > n) {
+                let body = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"Requested resource not found"}"#.to_vec();
+                let resp = Message {
+                    head: "HTTP/1.1 400 Bad Request".into(),
+                    headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+                    body,
+                };
+                write_message(&mut client_w, &resp)?;
+                continue;
+            }
             if let Some(p) = &f.poison_pk {
                 if reqs
                     .iter()

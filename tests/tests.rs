@@ -477,6 +477,51 @@ async fn a_rejected_batch_is_split_and_only_the_bad_items_are_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_table_that_disappears_stops_the_run_and_every_item_read_is_accounted_for() {
+    let db = Dynoxide::start();
+    let proxy = Proxy::start(&db.endpoint);
+    proxy.faults.lock().unwrap().table_gone_after = Some(10);
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 2000, 3, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = mapping_path();
+    let args = [
+        "migrate",
+        "--mapping",
+        m.to_str().unwrap(),
+        "--create-table",
+        "--report",
+        "run.json",
+        "--dead-letter",
+        "dead.jsonl",
+        "--max-in-flight",
+        "1",
+    ];
+    let o = singletable(dir.path(), &proxy.endpoint, &args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the run stopped: ResourceNotFoundException"),
+        "{}",
+        text(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["reconciled"], true, "{report:#}");
+    let t = &report["totals"];
+    assert_eq!(t["written"].as_u64().unwrap(), 10 * 25, "{report:#}");
+    let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap();
+    assert_eq!(
+        dead.lines().count() as u64,
+        t["dead_lettered"].as_u64().unwrap()
+    );
+    assert!(dead
+        .lines()
+        .all(|l| l.contains("ResourceNotFoundException")));
+}
+
+#[tokio::test]
 async fn a_broken_mapping_is_refused_before_any_request_naming_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let broken = std::fs::read_to_string(mapping_path()).unwrap().replace(

@@ -91,6 +91,9 @@ pub enum RetryAction {
     Split(Vec<WriteRequest>, String),
     /// Give up on these items.
     DontRetry(Vec<WriteRequest>, String),
+    /// Give up on these items and stop the run: every further call would
+    /// fail the same way (a missing table, no permission).
+    Stop(Vec<WriteRequest>, String),
 }
 
 /// The outcome of one call, as [`decide`] sees it.
@@ -143,6 +146,10 @@ pub fn decide(pending: Vec<WriteRequest>, result: CallResult) -> (RetryAction, V
             class: ErrorClass::Invalid,
             message,
         } if pending.len() > 1 => (RetryAction::Split(pending, message), Vec::new()),
+        CallResult::Err {
+            class: ErrorClass::Fatal,
+            message,
+        } => (RetryAction::Stop(pending, message), Vec::new()),
         CallResult::Err { message, .. } => (RetryAction::DontRetry(pending, message), Vec::new()),
     }
 }
@@ -332,6 +339,18 @@ impl Shared {
                 RetryAction::RetryPartial(again) => (again, "unprocessed items".to_string()),
                 RetryAction::Retry(all, message) => (all, message),
                 RetryAction::Split(all, _) if may_split => return Ok(Some(all)),
+                RetryAction::Stop(all, message) => {
+                    if let Ok(mut f) = self.fatal.lock() {
+                        f.get_or_insert_with(|| message.clone());
+                    }
+                    let _ = self.on_fatal.send(true);
+                    self.give_up(
+                        all,
+                        &format!("BatchWriteItem failed, and the run stopped: {message}"),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
                 RetryAction::Split(all, message) | RetryAction::DontRetry(all, message) => {
                     self.give_up(all, &format!("BatchWriteItem rejected it: {message}"))
                         .await?;
@@ -459,15 +478,6 @@ impl Shared {
     }
 
     async fn give_up(&self, items: Vec<WriteRequest>, reason: &str) -> Result<(), ()> {
-        if reason.contains("ResourceNotFoundException")
-            || reason.contains("AccessDenied")
-            || reason.contains("UnrecognizedClient")
-        {
-            if let Ok(mut f) = self.fatal.lock() {
-                f.get_or_insert_with(|| reason.to_string());
-            }
-            let _ = self.on_fatal.send(true);
-        }
         for r in items {
             let dl = DeadLetter {
                 entity: r.entity,
@@ -562,6 +572,17 @@ mod tests {
             },
         );
         assert_eq!(a, RetryAction::DontRetry(vec![req("a")], "big".into()));
+        let (a, _) = decide(
+            vec![req("a"), req("b")],
+            CallResult::Err {
+                class: ErrorClass::Fatal,
+                message: "gone".into(),
+            },
+        );
+        assert_eq!(
+            a,
+            RetryAction::Stop(vec![req("a"), req("b")], "gone".into())
+        );
         let (a, _) = decide(
             vec![req("a")],
             CallResult::Err {
