@@ -164,7 +164,12 @@ pub fn migrate_with(dir: &Path, endpoint: &str, mapping: &str) -> serde_json::Va
     ];
     let o = singletable(dir, endpoint, &args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+    report(dir, "run.json")
+}
+
+/// A JSON report the binary wrote in `dir`.
+pub fn report(dir: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
 }
 
 /// `verify` with a report in `dir`; returns the exit code and the report.
@@ -427,30 +432,29 @@ fn serve_connection(
             });
             let mut f = faults.lock().unwrap();
             let seen = calls.lock().unwrap().len();
-            if f.table_gone_after.is_some_and(|n| seen > n) {
-                let body = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"Requested resource not found"}"#.to_vec();
+            let poisoned = f.poison_pk.as_ref().is_some_and(|p| {
+                reqs.iter()
+                    .any(|r| r["PutRequest"]["Item"]["pk"]["S"] == p.as_str())
+            });
+            let error = if f.table_gone_after.is_some_and(|n| seen > n) {
+                Some(
+                    r#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"Requested resource not found"}"#,
+                )
+            } else if poisoned {
+                Some(
+                    r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"Injected: item rejected"}"#,
+                )
+            } else {
+                None
+            };
+            if let Some(body) = error {
                 let resp = Message {
                     head: "HTTP/1.1 400 Bad Request".into(),
                     headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
-                    body,
+                    body: body.as_bytes().to_vec(),
                 };
                 write_message(&mut client_w, &resp)?;
                 continue;
-            }
-            if let Some(p) = &f.poison_pk {
-                if reqs
-                    .iter()
-                    .any(|r| r["PutRequest"]["Item"]["pk"]["S"] == p.as_str())
-                {
-                    let body = br#"{"__type":"com.amazon.coral.validate#ValidationException","message":"Injected: item rejected"}"#.to_vec();
-                    let resp = Message {
-                        head: "HTTP/1.1 400 Bad Request".into(),
-                        headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
-                        body,
-                    };
-                    write_message(&mut client_w, &resp)?;
-                    continue;
-                }
             }
             if f.unprocessed_calls > 0 && reqs.len() > 1 {
                 f.unprocessed_calls -= 1;

@@ -11,10 +11,6 @@ fn run_ok(dir: &Path, endpoint: &str, args: &[&str]) -> String {
     text(&o)
 }
 
-fn report(dir: &Path, name: &str) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
-}
-
 fn m() -> String {
     mapping_path().to_str().unwrap().to_string()
 }

@@ -504,9 +504,7 @@ async fn a_table_that_disappears_stops_the_run_and_every_item_read_is_accounted_
         "{}",
         text(&o)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
-            .unwrap();
+    let report = report(dir.path(), "run.json");
     assert_eq!(report["interrupted"], true);
     assert_eq!(report["reconciled"], true, "{report:#}");
     let t = &report["totals"];
@@ -784,9 +782,7 @@ async fn ctrl_c_stops_reading_and_the_report_still_reconciles() {
         "{}",
         text(&o)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
-            .unwrap();
+    let report = report(dir.path(), "run.json");
     assert_eq!(report["interrupted"], true);
     assert_eq!(report["reconciled"], true, "{report:#}");
     let t = &report["totals"];
