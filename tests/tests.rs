@@ -795,3 +795,42 @@ async fn ctrl_c_stops_reading_and_the_report_still_reconciles() {
     assert_eq!(read, written, "everything read was written");
     assert_eq!(scan_all(&c, TARGET).await.len() as u64, written);
 }
+
+/// The README names no flag the binary does not have.
+#[test]
+fn every_flag_the_readme_names_exists() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let help: String = ["migrate", "preview", "verify", "demo-data", "demo"]
+        .iter()
+        .map(|cmd| {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_singletable"))
+                .args([cmd, "--help"])
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            String::from_utf8(o.stdout).unwrap()
+        })
+        .collect();
+    let mut flags: Vec<&str> = readme
+        .match_indices("--")
+        .map(|(i, _)| {
+            let rest = &readme[i + 2..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+                .unwrap_or(rest.len());
+            &readme[i..i + 2 + end]
+        })
+        .filter(|f| f.len() > 2 && f.as_bytes()[2].is_ascii_lowercase())
+        .collect();
+    flags.sort();
+    flags.dedup();
+    assert!(flags.len() > 20, "{flags:?}");
+    for f in flags {
+        assert!(
+            help.contains(&format!("{f} ")) || help.contains(&format!("{f}\n")),
+            "README names {f}, which no subcommand has"
+        );
+    }
+}
