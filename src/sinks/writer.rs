@@ -233,11 +233,9 @@ pub async fn run(
                 // A repeated key: everything before it lands first.
                 dead_closed |= join_all(&mut tasks).await;
             }
-            let permit = semaphore
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| SinkError::DeadLetterClosed)?;
+            // The semaphore is never closed; if it were, the batch would
+            // still be written (unbounded) rather than lost.
+            let permit = semaphore.clone().acquire_owned().await.ok();
             let shared = shared.clone();
             tasks.spawn(async move {
                 let ok = shared.write_batch(requests).await;
