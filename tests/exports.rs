@@ -743,3 +743,120 @@ async fn moto_native_exports_without_manifests_are_read_with_a_warning() {
     let (code, _, out) = verify(d, &moto.endpoint, &["--sample", "100000"]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Which tables an export plan covers, and what it refuses.
+#[tokio::test]
+async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines = demo_exports(
+        d,
+        &db.endpoint,
+        "all.txt",
+        &["--scale", "200", "--seed", "3", "--export-to", "exp"],
+    );
+    let users = lines
+        .iter()
+        .find(|l| l.starts_with("ai-girlfriend-users="))
+        .unwrap()
+        .clone();
+    std::fs::write(d.join("users.txt"), &users).unwrap();
+    let m = m();
+    // Only one table exported: the others need --scan-missing.
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "users.txt",
+            "--create-table",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("table ai-girlfriend-credits (entity credits) has no --export"),
+        "{}",
+        text(&o)
+    );
+    run_ok(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "users.txt",
+            "--scan-missing",
+            "--create-table",
+            "--report",
+            "run.json",
+        ],
+    );
+    assert_eq!(report(d, "run.json")["source"], "export+scan");
+    let (code, _, out) = verify(d, &db.endpoint, &["--full"]);
+    assert_eq!(code, 0, "{out}");
+    // Two full exports of one table, and an export of a table the mapping does not read.
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "all.txt",
+            "--export",
+            &users,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("table ai-girlfriend-users has 2 full exports"),
+        "{}",
+        text(&o)
+    );
+    let stray = users.replace("ai-girlfriend-users=", "ai-girlfriend-payments=");
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "all.txt",
+            "--export",
+            &stray,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "--export names table \"ai-girlfriend-payments\", which no entity of the mapping reads"
+        ),
+        "{}",
+        text(&o)
+    );
+    // An export named for the wrong table.
+    let wrong = users.replace("ai-girlfriend-users=", "ai-girlfriend-credits=");
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &[
+            "migrate",
+            "--mapping",
+            &m,
+            "--export",
+            &wrong,
+            "--scan-missing",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("this is an export of table \"ai-girlfriend-users\", named for table \"ai-girlfriend-credits\""), "{}", text(&o));
+}

@@ -836,3 +836,31 @@ fn every_flag_the_readme_names_exists() {
         );
     }
 }
+
+/// `DYNAMODB_TABLE_NAME`, as in the seed's environment section, names the target.
+#[tokio::test]
+async fn the_target_table_can_come_from_the_environment() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_golden(&c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = mapping_path();
+    let o = singletable_env(
+        dir.path(),
+        &[("DYNAMODB_TABLE_NAME", "staging-single-table")],
+        &[
+            "migrate",
+            "--mapping",
+            m.to_str().unwrap(),
+            "--create-table",
+            "--endpoint-url",
+            &db.endpoint,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(scan_all(&c, "staging-single-table").await.len(), 5);
+    assert!(
+        c.describe_table().table_name(TARGET).send().await.is_err(),
+        "nothing went to the mapping's table"
+    );
+}
