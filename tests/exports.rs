@@ -340,9 +340,19 @@ fn first_nonempty(export: &Path) -> (PathBuf, Vec<String>) {
         .unwrap()
 }
 
+/// Runs the binary and expects exit 2 with every needle in stderr.
+fn fails_with(d: &Path, endpoint: &str, args: &[&str], needles: &[&str]) {
+    let o = singletable(d, endpoint, args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for n in needles {
+        assert!(err.contains(n), "missing {n:?} in: {err}");
+    }
+}
+
 fn migrate_fails_with(d: &Path, endpoint: &str, needles: &[&str]) {
     let m = m();
-    let o = singletable(
+    fails_with(
         d,
         endpoint,
         &[
@@ -353,12 +363,8 @@ fn migrate_fails_with(d: &Path, endpoint: &str, needles: &[&str]) {
             "exports.txt",
             "--create-table",
         ],
+        needles,
     );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    for n in needles {
-        assert!(err.contains(n), "missing {n:?} in: {err}");
-    }
 }
 
 #[tokio::test]
@@ -802,7 +808,7 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
     let (code, _, out) = verify(d, &db.endpoint, &["--full"]);
     assert_eq!(code, 0, "{out}");
     // Two full exports of one table, and an export of a table the mapping does not read.
-    let o = singletable(
+    fails_with(
         d,
         &db.endpoint,
         &[
@@ -814,15 +820,10 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
             "--export",
             &users,
         ],
-    );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("table ai-girlfriend-users has 2 full exports"),
-        "{}",
-        text(&o)
+        &["table ai-girlfriend-users has 2 full exports"],
     );
     let stray = users.replace("ai-girlfriend-users=", "ai-girlfriend-payments=");
-    let o = singletable(
+    fails_with(
         d,
         &db.endpoint,
         &[
@@ -834,14 +835,7 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
             "--export",
             &stray,
         ],
-    );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains(
-            "--export names table \"ai-girlfriend-payments\", which no entity of the mapping reads"
-        ),
-        "{}",
-        text(&o)
+        &["--export names table \"ai-girlfriend-payments\", which no entity of the mapping reads"],
     );
     // An export named for the wrong table.
     let wrong = users.replace("ai-girlfriend-users=", "ai-girlfriend-credits=");
