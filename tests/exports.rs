@@ -839,5 +839,4 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
         &["migrate", "--mapping", &m, "--export", &wrong, "--scan-missing"],
         &["this is an export of table \"ai-girlfriend-users\", named for table \"ai-girlfriend-credits\""],
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("this is an export of table \"ai-girlfriend-users\", named for table \"ai-girlfriend-credits\""), "{}", text(&o));
 }
