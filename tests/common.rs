@@ -504,6 +504,11 @@ pub fn singletable_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Outpu
     cmd.output().expect("run singletable")
 }
 
+/// Command-line words from one string (no quoting: test arguments only).
+pub fn args(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// `demo-data` with exports written to `dest`; returns the TABLE=LOCATION
 /// lines it printed, also saved as `file` in `dir`.
 pub fn demo_exports(dir: &Path, endpoint: &str, file: &str, args: &[&str]) -> Vec<String> {

@@ -24,16 +24,7 @@ async fn a_local_export_migrates_to_what_a_scan_would_write() {
         d,
         &db.endpoint,
         "exports.txt",
-        &[
-            "--scale",
-            "400",
-            "--seed",
-            "5",
-            "--dirty-rate",
-            "0.03",
-            "--export-to",
-            "exp",
-        ],
+        &args("--scale 400 --seed 5 --dirty-rate 0.03 --export-to exp"),
     );
     assert_eq!(lines.len(), 7, "{lines:?}");
     assert!(
@@ -150,24 +141,7 @@ async fn full_and_incremental_exports_give_what_a_scan_of_the_changed_tables_giv
     let db = Dynoxide::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let lines = demo_exports(
-        d,
-        &db.endpoint,
-        "exports.txt",
-        &[
-            "--scale",
-            "600",
-            "--seed",
-            "12",
-            "--dirty-rate",
-            "0.0",
-            "--export-to",
-            "exp",
-            "--incremental",
-            "--change-rate",
-            "0.05",
-        ],
-    );
+    let lines = demo_exports(d, &db.endpoint, "exports.txt", &args("--scale 600 --seed 12 --dirty-rate 0.0 --export-to exp --incremental --change-rate 0.05"));
     assert_eq!(lines.len(), 14);
     // Given in the reverse order: the tool applies them by export time.
     let mut reversed = lines.clone();
@@ -287,16 +261,7 @@ async fn bad_input_setup(db: &Dynoxide, d: &Path) -> PathBuf {
         d,
         &db.endpoint,
         "exports.txt",
-        &[
-            "--scale",
-            "100",
-            "--seed",
-            "1",
-            "--dirty-rate",
-            "0",
-            "--export-to",
-            "exp",
-        ],
+        &args("--scale 100 --seed 1 --dirty-rate 0 --export-to exp"),
     );
     first_export_dir(d, "exp")
 }
@@ -595,15 +560,7 @@ async fn new_image_incrementals_are_refused_up_front_where_deletes_need_more_tha
         d,
         &db.endpoint,
         "exports.txt",
-        &[
-            "--scale",
-            "100",
-            "--seed",
-            "2",
-            "--export-to",
-            "exp",
-            "--incremental",
-        ],
+        &args("--scale 100 --seed 2 --export-to exp --incremental"),
     );
     let sessions = lines
         .iter()
@@ -760,7 +717,7 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
         d,
         &db.endpoint,
         "all.txt",
-        &["--scale", "200", "--seed", "3", "--export-to", "exp"],
+        &args("--scale 200 --seed 3 --export-to exp"),
     );
     let users = lines
         .iter()

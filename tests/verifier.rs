@@ -187,16 +187,7 @@ async fn no_false_mismatch_for_number_spelling_set_order_or_map_order() {
         d,
         &db.endpoint,
         "exports.txt",
-        &[
-            "--scale",
-            "300",
-            "--seed",
-            "23",
-            "--dirty-rate",
-            "0",
-            "--export-to",
-            "exp",
-        ],
+        &args("--scale 300 --seed 23 --dirty-rate 0 --export-to exp"),
     );
     // Rewrite every export line: sets reversed, numbers with trailing zeros,
     // map keys in reverse order.
