@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// One DynamoDB item, as the SDK holds it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -266,45 +266,62 @@ pub struct JsonValueError {
     pub message: String,
 }
 
+/// An item that serializes as DynamoDB JSON (`{"name":{"S":"x"}}`,
+/// attribute names sorted), borrowing it: the one encoder behind
+/// [`item_to_json`], dead letters, and the sink's request-size count.
+pub struct JsonItem<'a>(pub &'a Item);
+
+/// One value that serializes as DynamoDB JSON, borrowing it.
+pub struct JsonValue<'a>(pub &'a AttributeValue);
+
+impl serde::Serialize for JsonItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        let mut map = ser.serialize_map(Some(names.len()))?;
+        for name in names {
+            map.serialize_entry(name, &JsonValue(&self.0[name]))?;
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for JsonValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let b64 = |b: &Blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+        let mut map = ser.serialize_map(Some(1))?;
+        match self.0 {
+            AttributeValue::S(s) => map.serialize_entry("S", s)?,
+            AttributeValue::N(n) => map.serialize_entry("N", n)?,
+            AttributeValue::B(b) => map.serialize_entry("B", &b64(b))?,
+            AttributeValue::Bool(b) => map.serialize_entry("BOOL", b)?,
+            AttributeValue::Null(b) => map.serialize_entry("NULL", b)?,
+            AttributeValue::M(m) => map.serialize_entry("M", &JsonItem(m))?,
+            AttributeValue::L(l) => {
+                map.serialize_entry("L", &l.iter().map(JsonValue).collect::<Vec<_>>())?
+            }
+            AttributeValue::Ss(s) => map.serialize_entry("SS", s)?,
+            AttributeValue::Ns(s) => map.serialize_entry("NS", s)?,
+            AttributeValue::Bs(s) => {
+                map.serialize_entry("BS", &s.iter().map(b64).collect::<Vec<_>>())?
+            }
+            _ => map.serialize_entry("unknown", &())?,
+        }
+        map.end()
+    }
+}
+
 /// An item as DynamoDB JSON: `{"name":{"S":"x"}}`, attribute names sorted.
 pub fn item_to_json(item: &Item) -> Value {
-    let mut names: Vec<&String> = item.keys().collect();
-    names.sort();
-    let mut map = Map::new();
-    for name in names {
-        map.insert(name.clone(), value_to_json(&item[name]));
-    }
-    Value::Object(map)
+    // Serializing our own values into a `Value` cannot fail.
+    serde_json::to_value(JsonItem(item)).unwrap_or(Value::Null)
 }
 
 /// One value as DynamoDB JSON.
 pub fn value_to_json(v: &AttributeValue) -> Value {
-    let b64 =
-        |b: &Blob| Value::String(base64::engine::general_purpose::STANDARD.encode(b.as_ref()));
-    let one = |k: &str, v: Value| {
-        let mut m = Map::new();
-        m.insert(k.to_string(), v);
-        Value::Object(m)
-    };
-    match v {
-        AttributeValue::S(s) => one("S", Value::String(s.clone())),
-        AttributeValue::N(n) => one("N", Value::String(n.clone())),
-        AttributeValue::B(b) => one("B", b64(b)),
-        AttributeValue::Bool(b) => one("BOOL", Value::Bool(*b)),
-        AttributeValue::Null(b) => one("NULL", Value::Bool(*b)),
-        AttributeValue::M(m) => one("M", item_to_json(m)),
-        AttributeValue::L(l) => one("L", Value::Array(l.iter().map(value_to_json).collect())),
-        AttributeValue::Ss(s) => one(
-            "SS",
-            Value::Array(s.iter().cloned().map(Value::String).collect()),
-        ),
-        AttributeValue::Ns(s) => one(
-            "NS",
-            Value::Array(s.iter().cloned().map(Value::String).collect()),
-        ),
-        AttributeValue::Bs(s) => one("BS", Value::Array(s.iter().map(b64).collect())),
-        _ => one("unknown", Value::Null),
-    }
+    serde_json::to_value(JsonValue(v)).unwrap_or(Value::Null)
 }
 
 /// Reads an item from DynamoDB JSON, naming the path of the first bad value.

@@ -66,14 +66,15 @@ pub fn transform(entity: &Entity, table: &TableSpec, source: &Item) -> Outcome {
 
 fn build(entity: &Entity, table: &TableSpec, source: &Item) -> Result<Item, Rejection> {
     // Numbers first: templates and the copy both see the coerced values.
-    let mut src = source.clone();
+    // The source is copied only when a number has to be coerced.
+    let mut src = std::borrow::Cow::Borrowed(source);
     for name in &entity.numbers {
         match src.get(name) {
             None | Some(AttributeValue::N(_)) => {}
             Some(AttributeValue::S(s)) => match Decimal::parse_dynamodb(s) {
                 Ok(_) => {
                     let n = s.trim().to_string();
-                    src.insert(name.clone(), AttributeValue::N(n));
+                    src.to_mut().insert(name.clone(), AttributeValue::N(n));
                 }
                 Err(e) => return Err(Rejection::new(name, format!("must be a number: {e}"))),
             },
@@ -91,7 +92,7 @@ fn build(entity: &Entity, table: &TableSpec, source: &Item) -> Result<Item, Reje
             .iter()
             .filter_map(|k| src.get(k).map(|v| (k.clone(), v.clone())))
             .collect(),
-        None => src.clone(),
+        None => src.clone().into_owned(),
     };
     for d in &entity.drop {
         out.remove(d);

@@ -299,18 +299,7 @@ pub fn parse_line(format: Format, incremental: bool, line: &str) -> Result<Recor
             let obj = v
                 .as_object()
                 .ok_or_else(|| LineError::Structure("not a JSON object".into()))?;
-            let image = |name: &str| -> Result<Option<Item>, LineError> {
-                obj.get(name)
-                    .map(|x| item_from_json(x).map_err(|e| LineError::Value(format!("{name}.{e}"))))
-                    .transpose()
-            };
-            record(
-                incremental,
-                image("Item")?,
-                image("Keys")?,
-                image("NewImage")?,
-                image("OldImage")?,
-            )
+            record(incremental, |name| obj.get(name).map(item_from_json))
         }
         Format::Ion => {
             let e = ion_rs::Element::read_one(line.as_bytes())
@@ -318,38 +307,35 @@ pub fn parse_line(format: Format, incremental: bool, line: &str) -> Result<Recor
             let s = e
                 .as_struct()
                 .ok_or_else(|| LineError::Structure("not an Ion struct".into()))?;
-            let image = |name: &str| -> Result<Option<Item>, LineError> {
-                s.get(name)
-                    .map(|x| {
-                        ion::item_from_ion(x, "")
-                            .map_err(|e| LineError::Value(format!("{name}.{e}")))
-                    })
-                    .transpose()
-            };
-            record(
-                incremental,
-                image("Item")?,
-                image("Keys")?,
-                image("NewImage")?,
-                image("OldImage")?,
-            )
+            record(incremental, |name| {
+                s.get(name).map(|x| ion::item_from_ion(x, ""))
+            })
         }
     }
 }
 
+/// Builds a record from a line's images, `image(name)` reading one of
+/// `Item`, `Keys`, `NewImage`, `OldImage` when the line has it.
 fn record(
     incremental: bool,
-    item: Option<Item>,
-    keys: Option<Item>,
-    new: Option<Item>,
-    old: Option<Item>,
+    image: impl Fn(&str) -> Option<Result<Item, crate::item::JsonValueError>>,
 ) -> Result<Record, LineError> {
+    let get = |name: &str| {
+        image(name)
+            .transpose()
+            .map_err(|e| LineError::Value(format!("{name}.{e}")))
+    };
     if incremental {
-        let keys =
-            keys.ok_or_else(|| LineError::Structure("an incremental record without Keys".into()))?;
-        return Ok(Record::Change { keys, new, old });
+        let keys = get("Keys")?
+            .ok_or_else(|| LineError::Structure("an incremental record without Keys".into()))?;
+        return Ok(Record::Change {
+            keys,
+            new: get("NewImage")?,
+            old: get("OldImage")?,
+        });
     }
-    item.map(Record::Item)
+    get("Item")?
+        .map(Record::Item)
         .ok_or_else(|| LineError::Structure("a full-export line without Item".into()))
 }
 

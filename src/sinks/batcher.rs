@@ -126,7 +126,10 @@ pub fn key_text(item: &Item, key_names: &[&str]) -> String {
     let mut out = String::new();
     for name in key_names {
         match item.get(*name) {
-            Some(v) => out.push_str(&crate::item::value_to_json(v).to_string()),
+            // Writing into a String cannot fail.
+            Some(v) => {
+                out.push_str(&serde_json::to_string(&crate::item::JsonValue(v)).unwrap_or_default())
+            }
             None => out.push_str("null"),
         }
         out.push('\u{1f}');
@@ -148,7 +151,7 @@ pub fn wire_bytes(item: &Item) -> usize {
     }
     let mut c = Count(0);
     // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, &crate::item::item_to_json(item));
+    let _ = serde_json::to_writer(&mut c, &crate::item::JsonItem(item));
     c.0
 }
 

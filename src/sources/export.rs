@@ -317,10 +317,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
-            let fresh = buf.filled()[before..].to_vec();
-            self.hasher.update(&fresh);
+            this.hasher.update(&buf.filled()[before..]);
         }
         r
     }

@@ -151,12 +151,13 @@ async fn scan_segment(
         if let Some(l) = cfg.page_limit {
             req = req.limit(l);
         }
-        let page = req.send().await.map_err(|e| SourceError::Scan {
+        let mut page = req.send().await.map_err(|e| SourceError::Scan {
             table: table.to_string(),
             segment,
             message: crate::aws::describe_error(&e),
         })?;
-        let items = page.items().to_vec();
+        // Take the page's items rather than copy them.
+        let items = page.items.take().unwrap_or_default();
         let n = items.len() as u64;
         read += n;
         // Pay for what the page cost: the service's count, or our estimate

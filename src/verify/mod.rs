@@ -146,10 +146,7 @@ impl Context<'_> {
                         changed[e].insert(key_text(&keys, &source_keys[e]), new);
                     }
                     SourceRecord::Item(i) => {
-                        changed[e].insert(
-                            key_text(&project(&i, &source_keys[e]), &source_keys[e]),
-                            Some(i),
-                        );
+                        changed[e].insert(key_text(&i, &source_keys[e]), Some(i));
                     }
                     SourceRecord::Bad { .. } => bad[e] += 1,
                 })
@@ -176,8 +173,9 @@ impl Context<'_> {
         warnings.extend(
             self.phase(0, sink, |sink, e, r| match r {
                 SourceRecord::Item(i) => {
-                    if !changed[e]
-                        .contains_key(&key_text(&project(&i, &source_keys[e]), &source_keys[e]))
+                    // Without incremental exports nothing changed: no key to look up.
+                    if changed[e].is_empty()
+                        || !changed[e].contains_key(&key_text(&i, &source_keys[e]))
                     {
                         offer(sink, &mut counts, e, i);
                     }
