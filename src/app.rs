@@ -4,7 +4,8 @@
 //! before any AWS call), builds the one SDK client, runs the pipeline,
 //! writes reports and prints summaries. Errors here are `anyhow`, with the
 //! typed errors of the library modules inside. Exit codes: 0 success,
-//! 1 verification found differences, 2 the tool failed.
+//! 1 verification found differences, 2 the tool failed or was interrupted,
+//! 3 a migration finished with items not migrated.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -27,12 +28,7 @@ use crate::sources::scan::ScanConfig;
 use crate::sources::SourceOptions;
 use crate::verify::{self, VerifyOptions};
 
-/// Exit code: the tool did its job (and verify found a match).
-pub const EXIT_OK: i32 = 0;
-/// Exit code: verify found the target differs from the source.
-pub const EXIT_DIFFERS: i32 = 1;
-/// Exit code: the tool failed.
-pub const EXIT_FAILED: i32 = 2;
+pub use crate::report::{EXIT_DIFFERS, EXIT_FAILED, EXIT_NOT_MIGRATED, EXIT_OK};
 
 /// Runs one command; returns the exit code.
 pub async fn run(command: Command) -> Result<i32> {
@@ -121,6 +117,7 @@ fn scan_config(a: &ScanArgs) -> ScanConfig {
         read_units_per_second: a.read_rate.and_then(NonZeroU32::new),
         page_limit: Some(a.page_size),
         projection: None,
+        stall_timeout: a.stall_timeout,
     }
 }
 
@@ -131,10 +128,12 @@ fn migrate_options(a: &MigrateArgs) -> Result<MigrateOptions> {
         scan: scan_config(&a.scan),
         read_concurrency: a.scan.read_concurrency,
         max_in_flight: a.max_in_flight,
-        max_attempts: a.max_attempts.max(1),
+        stall_timeout: a.scan.stall_timeout,
         items_per_second: a.write_rate.and_then(NonZeroU32::new),
         write_units_per_second: a.write_units.and_then(NonZeroU32::new),
         dead_letter: a.dead_letter.clone(),
+        allow_dead_letters: a.allow_dead_letters,
+        rate_sample_every: a.rate_sample_interval,
         quiet: a.aws.quiet,
     })
 }
@@ -171,7 +170,7 @@ async fn run_migrate(
     }
     match failure {
         Some(e) => Err(e.into()),
-        None => Ok(EXIT_OK),
+        None => Ok(report_data.exit_code),
     }
 }
 
@@ -238,11 +237,13 @@ async fn run_verify(
     Ok(if r.matches() { EXIT_OK } else { EXIT_DIFFERS })
 }
 
+/// Makes the demo data; returns how many of its rows the shipped mapping
+/// dead-letters.
 async fn demo_data(
     client: &aws_sdk_dynamodb::Client,
     a: &DataArgs,
     export: Option<(crate::export::write::Dest, &DemoDataArgs)>,
-) -> Result<()> {
+) -> Result<u64> {
     if !(0.0..=1.0).contains(&a.dirty_rate) {
         anyhow::bail!("--dirty-rate must be between 0 and 1, not {}", a.dirty_rate);
     }
@@ -335,7 +336,7 @@ async fn demo_data(
     for (k, n) in &summary.dirty {
         eprintln!("  dirty: {k:<32} {n:>5}");
     }
-    Ok(())
+    Ok(summary.expected_dead_letters())
 }
 
 async fn demo(a: &DemoArgs) -> Result<i32> {
@@ -380,7 +381,7 @@ async fn demo_steps(
 ) -> Result<i32> {
     let store = Store::new(None);
     eprintln!("\n== 1. demo data: the seven legacy tables");
-    demo_data(client, &a.data, None).await?;
+    let unwritable = demo_data(client, &a.data, None).await?;
 
     eprintln!("\n== 2. preview (writes nothing)");
     let scan_only = SourceOptions::default();
@@ -396,6 +397,7 @@ async fn demo_steps(
         read_units_per_second: None,
         page_limit: Some(250),
         projection: None,
+        stall_timeout: Duration::from_secs(600),
     };
     let opts = MigrateOptions {
         create_table: true,
@@ -403,13 +405,19 @@ async fn demo_steps(
         scan: scan.clone(),
         read_concurrency: 16,
         max_in_flight: 8,
-        max_attempts: 10,
+        stall_timeout: Duration::from_secs(600),
         items_per_second: None,
         write_units_per_second: None,
         dead_letter: a.out.join("dead-letters.jsonl"),
+        // Some dirty rows are there to be dead-lettered: exactly those.
+        allow_dead_letters: crate::report::Allowance::Count(unwritable),
+        rate_sample_every: Duration::from_secs(2),
         quiet: a.quiet,
     };
-    run_migrate(
+    eprintln!(
+        "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"
+    );
+    let migrated = run_migrate(
         client,
         &store,
         mapping,
@@ -417,6 +425,9 @@ async fn demo_steps(
         Some(&a.out.join("migrate-report.json")),
     )
     .await?;
+    if migrated != EXIT_OK {
+        return Ok(migrated);
+    }
 
     eprintln!("\n== 4. verify");
     let vopts = VerifyOptions {

@@ -5,8 +5,20 @@
 //! `--help` therefore returns before any SDK setup.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::report::Allowance;
+
+/// What the exit codes mean, for every --help.
+const EXIT_CODES: &str = "Exit codes:
+  0  success: everything read was migrated, filtered by a rule, or dead-lettered
+     within --allow-dead-letters (verify: the target matches)
+  1  verify found differences
+  2  the tool failed or was interrupted (an error, a stall, Ctrl-C, SIGTERM, SIGHUP)
+  3  migrate finished, but items were not migrated (dead letters beyond
+     --allow-dead-letters); the summary says which, and the dead-letter file lists them";
 
 /// Migrate a one-table-per-entity DynamoDB layout into a single-table design,
 /// and prove it did.
@@ -17,9 +29,7 @@ use clap::{Args, Parser, Subcommand};
     propagate_version = true,
     max_term_width = 100
 )]
-#[command(
-    after_help = "Exit codes: 0 success (verify: the target matches), 1 verify found differences, 2 the tool failed."
-)]
+#[command(after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,6 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy every legacy table through the mapping into the target table.
+    #[command(after_help = EXIT_CODES)]
     Migrate(MigrateArgs),
     /// Show what the first items of each legacy table would become; writes nothing.
     Preview(PreviewArgs),
@@ -114,6 +125,38 @@ pub struct ScanArgs {
     /// small items takes several MB in memory) and cost no extra read units.
     #[arg(long, value_name = "N", default_value_t = 250, value_parser = clap::value_parser!(i32).range(1..))]
     pub page_size: i32,
+    /// Retry throttling, 5xx errors, timeouts and resets for as long as reads
+    /// and writes make progress; stop (exit 2) when none has succeeded for
+    /// this long. E.g. 10m, 90s, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+}
+
+/// A duration: a number and a unit (ms, s, m, h); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10m, 90s or 500ms"))?;
+    let seconds = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(format!("{text:?}: a duration must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -132,25 +175,33 @@ pub struct MigrateArgs {
     /// Write the run report (JSON) here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
-    /// Write items that cannot be migrated here, one JSON object a line.
+    /// Write every item not migrated here, one JSON object a line: dead
+    /// letters, and items a stopped run did not write.
     #[arg(
         long,
         value_name = "PATH",
         default_value = "singletable-dead-letters.jsonl"
     )]
     pub dead_letter: PathBuf,
-    /// Items written per second (default: unlimited).
+    /// Items written per second at most: a ceiling for the adaptive rate
+    /// (default: none).
     #[arg(long, value_name = "ITEMS")]
     pub write_rate: Option<u32>,
-    /// Write units per second, counting each index an item lands in (default: unlimited).
+    /// Write units per second at most, counting each index an item lands in:
+    /// a ceiling for the adaptive rate, which halves on every throttle and
+    /// climbs back while writes succeed (default: no ceiling).
     #[arg(long, value_name = "WCU")]
     pub write_units: Option<u32>,
-    /// BatchWriteItem calls in flight at once.
+    /// BatchWriteItem calls in flight at most (fewer while throttled).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_in_flight: usize,
-    /// Calls per batch (first try included) before its items are dead-lettered.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_attempts: u32,
+    /// Dead letters the run may have and still exit 0: a count (10) or a
+    /// share of the items read (0.5%). More gives exit 3.
+    #[arg(long, value_name = "N|N%", default_value = "0")]
+    pub allow_dead_letters: Allowance,
+    /// How often the achieved write rate is sampled for the report.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
+    pub rate_sample_interval: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

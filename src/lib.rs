@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod rate;
 pub mod report;
+pub mod retry;
 pub mod sinks;
 pub mod sources;
 pub mod transform;

@@ -7,10 +7,12 @@
 //! exports first, then each round of incremental exports, with a barrier
 //! between phases so a later change never lands before an earlier one.
 //! Every record read is counted into exactly one of written, deleted,
-//! filtered or dead-lettered, and the counters become a [`RunReport`] whose
-//! reconciliation the caller enforces. On Ctrl-C (or a fatal write error)
-//! the sources stop reading, and everything already read is written or
-//! dead-lettered before the run ends, never abandoned mid-batch.
+//! filtered, dead-lettered or recorded as not written, and the counters
+//! become a [`RunReport`] that reconciles them and gives the exit code. On
+//! Ctrl-C, SIGTERM or SIGHUP (or a fatal write error, a stall, a dead-letter
+//! file that cannot be written) the sources stop reading, and everything
+//! already read is written or accounted for before the run ends, never
+//! abandoned mid-batch.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -22,10 +24,10 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::item::{item_size, item_to_json, key_display, project, Item};
 use crate::mapping::{Entity, Mapping};
-use crate::report::{RunMeta, RunReport, RunStats};
+use crate::report::{Allowance, RunMeta, RunReport, RunStats};
 use crate::sinks::batcher::{key_text, wire_bytes, Op, WriteRequest};
-use crate::sinks::dead_letter::{self, DeadLetter};
-use crate::sinks::writer::SinkMsg;
+use crate::sinks::dead_letter::{self, DeadLetter, Stage};
+use crate::sinks::writer::{SinkIo, SinkMsg};
 use crate::sinks::{table, writer};
 use crate::sources::export::{self, Store};
 use crate::sources::scan::{self, ScanConfig};
@@ -47,10 +49,15 @@ pub struct MigrateOptions {
     /// Scan segments and export files read at once, across all tables.
     pub read_concurrency: usize,
     pub max_in_flight: usize,
-    pub max_attempts: u32,
+    /// Stop when no write has succeeded for this long.
+    pub stall_timeout: Duration,
     pub items_per_second: Option<NonZeroU32>,
     pub write_units_per_second: Option<NonZeroU32>,
     pub dead_letter: PathBuf,
+    /// Dead letters the run may have and still exit 0.
+    pub allow_dead_letters: Allowance,
+    /// How often the achieved write rate is sampled for the report.
+    pub rate_sample_every: Duration,
     pub quiet: bool,
 }
 
@@ -84,8 +91,6 @@ pub async fn migrate(
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let clock = Instant::now();
     let (plan, source_warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
-    table::ensure(client, &mapping.table, opts.create_table).await?;
-
     let stats = Arc::new(RunStats::new(mapping.entities.len()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source_tables: Vec<String> = mapping
@@ -93,10 +98,17 @@ pub async fn migrate(
         .iter()
         .map(|e| e.source_table.clone())
         .collect();
-    let (dead_tx, dead_task) =
-        dead_letter::spawn(opts.dead_letter.clone(), source_tables, stats.clone()).await?;
+    // The record of what fails must be possible before anything is written.
+    let (dead_tx, dead_task) = dead_letter::spawn(
+        opts.dead_letter.clone(),
+        source_tables,
+        stats.clone(),
+        shutdown_tx.clone(),
+    )
+    .await?;
+    table::ensure(client, &mapping.table, opts.create_table).await?;
     let interrupted = Arc::new(AtomicBool::new(false));
-    let ctrl_c = spawn_ctrl_c(shutdown_tx.clone(), interrupted.clone());
+    let signals = spawn_signals(shutdown_tx.clone(), interrupted.clone());
 
     let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
     let writer_cfg = writer::WriterConfig {
@@ -108,19 +120,24 @@ pub async fn migrate(
             .map(|s| s.to_string())
             .collect(),
         max_in_flight: opts.max_in_flight,
-        max_attempts: opts.max_attempts,
         base_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(20),
+        stall_timeout: opts.stall_timeout,
         items_per_second: opts.items_per_second,
         write_units_per_second: opts.write_units_per_second,
+        sample_every: opts.rate_sample_every,
+    };
+    let sink_io = SinkIo {
+        rx: sink_rx,
+        dead: dead_tx.clone(),
+        on_stop: shutdown_tx.clone(),
+        shutdown: shutdown_rx.clone(),
     };
     let sink = tokio::spawn(writer::run(
         client.clone(),
         writer_cfg,
-        sink_rx,
+        sink_io,
         stats.clone(),
-        dead_tx.clone(),
-        shutdown_tx.clone(),
     ));
     let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
     let transformer = tokio::spawn(transform_stage(
@@ -138,14 +155,18 @@ pub async fn migrate(
         .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
         .collect();
     let progress = Arc::new(crate::progress::Progress::new(opts.quiet, &tables));
-    let (p, pf) = (progress.clone(), progress.clone());
+    let (p, pf, produced) = (progress.clone(), progress.clone(), stats.clone());
     let readers = Readers {
         client: client.clone(),
         store: store.clone(),
         scan: opts.scan.clone(),
         permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
         shutdown: shutdown_rx,
-        on_records: Arc::new(move |e, n| p.inc(e, n)),
+        on_records: Arc::new(move |e, n| {
+            // Counted where records are produced, apart from the transform.
+            RunStats::add(&produced.entity(e).produced, n);
+            p.inc(e, n)
+        }),
         on_file: Arc::new(move |e| pf.file_done(e)),
     };
 
@@ -187,10 +208,20 @@ pub async fn migrate(
     drop(src_tx);
     progress.finish();
     // Sources are done: the transform drains, then the sink, then the dead letters.
-    if let Err(e) = transformer.await {
+    let transformed = transformer.await;
+    let sunk = sink.await;
+    // The dead-letter file's own failure explains the others: it goes first.
+    match dead_task.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => failure = Some(e.into()),
+        Err(e) => {
+            failure.get_or_insert(PipelineError::Task(e.to_string()));
+        }
+    }
+    if let Err(e) = transformed {
         failure.get_or_insert(PipelineError::Task(e.to_string()));
     }
-    match sink.await {
+    match sunk {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             failure.get_or_insert(e.into());
@@ -199,16 +230,7 @@ pub async fn migrate(
             failure.get_or_insert(PipelineError::Task(e.to_string()));
         }
     }
-    match dead_task.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            failure.get_or_insert(e.into());
-        }
-        Err(e) => {
-            failure.get_or_insert(PipelineError::Task(e.to_string()));
-        }
-    }
-    ctrl_c.abort();
+    signals.abort();
 
     let was_interrupted = interrupted.load(Ordering::SeqCst);
     let names: Vec<(String, String)> = mapping
@@ -230,33 +252,55 @@ pub async fn migrate(
         dead_letter_file: Some(opts.dead_letter.display().to_string()),
         source_warnings: warnings,
     };
-    let report = RunReport::build(&stats, &names, meta);
+    let mut report = RunReport::build(&stats, &names, meta);
     if failure.is_none() && !report.reconciled {
         failure = Some(PipelineError::NotReconciled);
     }
     if failure.is_none() && was_interrupted {
         failure = Some(PipelineError::Interrupted);
     }
+    report.judge(failure.is_some(), opts.allow_dead_letters);
     Ok((report, failure))
 }
 
-/// Ctrl-C: stop reading; what is in flight still lands. A second Ctrl-C exits.
-fn spawn_ctrl_c(
+/// Ctrl-C, SIGTERM, SIGHUP: stop reading; what is in flight still lands
+/// or is accounted for. A second signal exits at once.
+fn spawn_signals(
     shutdown: watch::Sender<bool>,
     interrupted: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "singletable: interrupted; finishing the writes in flight (Ctrl-C again to abort)"
-            );
-            interrupted.store(true, Ordering::SeqCst);
-            let _ = shutdown.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
+        let Some(name) = next_signal().await else {
+            return;
+        };
+        eprintln!(
+            "singletable: interrupted ({name}); finishing the writes in flight (a second signal aborts)"
+        );
+        interrupted.store(true, Ordering::SeqCst);
+        let _ = shutdown.send(true);
+        if next_signal().await.is_some() {
+            std::process::exit(crate::report::EXIT_FAILED);
         }
     })
+}
+
+/// Waits for the next stopping signal; its name.
+async fn next_signal() -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            return tokio::select! {
+                r = tokio::signal::ctrl_c() => r.ok().map(|_| "SIGINT"),
+                _ = term.recv() => Some("SIGTERM"),
+                _ = hup.recv() => Some("SIGHUP"),
+            };
+        }
+    }
+    tokio::signal::ctrl_c().await.ok().map(|_| "Ctrl-C")
 }
 
 /// What the transform makes of one record.
@@ -403,7 +447,7 @@ async fn transform_stage(
                                 let dl = DeadLetter {
                                     entity: r.entity,
                                     source_key: r.source_key,
-                                    stage: "write",
+                                    stage: Stage::Unwritten,
                                     reason,
                                     item: r.item,
                                     raw: None,
@@ -415,7 +459,11 @@ async fn transform_stage(
                     }
                     Step::Filtered(_) => RunStats::add(&c.filtered, 1),
                     Step::Dead { reason, item, raw } => {
-                        let stage = if raw.is_some() { "read" } else { "transform" };
+                        let stage = if raw.is_some() {
+                            Stage::Read
+                        } else {
+                            Stage::Transform
+                        };
                         let dl = DeadLetter {
                             entity: batch.entity,
                             source_key: source_key.clone(),

@@ -1,8 +1,9 @@
 //! Rate limits: a governor limiter that can be asked for more than its burst.
 //!
-//! Both the Scan source (read units per table) and the BatchWriteItem sink
-//! (items and write units) take capacity before (or, for reads, right
-//! after) each call. One call can cost more than a second's allowance (25
+//! The Scan source (read units per table) and the BatchWriteItem sink
+//! (items, `--write-rate`) take capacity before (or, for reads, right
+//! after) each call; the sink's write units follow the adaptive controller
+//! in `sinks::rate` instead. One call can cost more than a second's allowance (25
 //! items of 400 KB landing in two indexes is 30,000 write units), so a
 //! large request is taken in parts of at most the burst, each waiting its
 //! turn, instead of being refused.

@@ -3,21 +3,49 @@
 //! [`RunStats`] holds the counters every stage bumps while the run goes
 //! (atomics, one set per entity). When the run ends they become a
 //! [`RunReport`]: JSON for machines (`--report`) and a table for people.
-//! The report also carries the reconciliation, read = written + filtered +
-//! dead-lettered per entity, which the caller enforces.
+//! The report also carries the reconciliation, per entity: the records the
+//! sources produced = the records the transform took = written + deleted +
+//! filtered + dead-lettered + not written, from counters bumped by
+//! different stages; and the verdict, as the exit code: 0 everything
+//! migrated (dead letters within the allowance), 2 the run failed or was
+//! interrupted, 3 it finished but items were not migrated.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::sinks::dead_letter::Stage;
+use crate::sinks::rate::{RateSample, RateSummary};
+
+/// Exit code: the tool did its job (and verify found a match).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: verify found the target differs from the source.
+pub const EXIT_DIFFERS: i32 = 1;
+/// Exit code: the tool failed or was interrupted.
+pub const EXIT_FAILED: i32 = 2;
+/// Exit code: the run finished, but items were not migrated (dead letters
+/// beyond `--allow-dead-letters`).
+pub const EXIT_NOT_MIGRATED: i32 = 3;
+
+/// Distinct reasons kept per entity; the rest are counted as "other".
+const MAX_REASONS: usize = 50;
+
 /// Counters for one entity.
 #[derive(Debug, Default)]
 pub struct EntityCounters {
+    /// Records the sources produced (Scan pages, export lines).
+    pub produced: AtomicU64,
+    /// Records the transform took.
     pub read: AtomicU64,
     pub written: AtomicU64,
     pub filtered: AtomicU64,
+    /// Items that cannot be written (on disk in the dead-letter file).
     pub dead_lettered: AtomicU64,
+    /// Good items the run stopped before writing (on disk too).
+    pub not_written: AtomicU64,
     /// Incremental deletes written.
     pub deleted: AtomicU64,
     /// Clean-up deletes of a key an update moved away from (not counted
@@ -40,13 +68,45 @@ pub struct EntityCounters {
 #[derive(Debug)]
 pub struct RunStats {
     entities: Vec<EntityCounters>,
+    /// Per entity: "stage: reason" -> items not migrated for it.
+    reasons: Mutex<Vec<BTreeMap<String, u64>>>,
+    rate: Mutex<Option<RateSummary>>,
 }
 
 impl RunStats {
     pub fn new(entities: usize) -> RunStats {
         RunStats {
             entities: (0..entities).map(|_| EntityCounters::default()).collect(),
+            reasons: Mutex::new(vec![BTreeMap::new(); entities.max(1)]),
+            rate: Mutex::new(None),
         }
+    }
+
+    /// Counts one record of the dead-letter file, once it is on disk.
+    pub fn count_not_migrated(&self, entity: usize, stage: Stage, counted: bool, reason: &str) {
+        let c = self.entity(entity);
+        let counter = match (counted, stage) {
+            (false, _) => &c.stale_dead_lettered,
+            (true, Stage::Unwritten) => &c.not_written,
+            (true, _) => &c.dead_lettered,
+        };
+        RunStats::add(counter, 1);
+        let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+        let last = reasons.len() - 1;
+        let map = &mut reasons[entity.min(last)];
+        let mut key = format!("{}: {}", stage.as_str(), reason_kind(stage, reason));
+        if !counted {
+            key = format!("clean-up delete, {key}");
+        }
+        if !map.contains_key(&key) && map.len() >= MAX_REASONS {
+            key = "other".into();
+        }
+        *map.entry(key).or_default() += 1;
+    }
+
+    /// Records what the sink's rate controller did.
+    pub fn set_rate(&self, summary: RateSummary) {
+        *self.rate.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
     }
 
     /// The counters of entity `i`. Out-of-range indexes share a spare set,
@@ -65,10 +125,16 @@ impl RunStats {
 pub struct EntityReport {
     pub entity: String,
     pub source_table: String,
+    /// Records the sources produced.
     pub read: u64,
+    /// Records the transform took (counted apart from `read`; they agree).
+    pub transformed: u64,
     pub written: u64,
     pub filtered: u64,
+    /// Items that cannot be written: invalid source data, rejected by DynamoDB.
     pub dead_lettered: u64,
+    /// Good items the run stopped before writing.
+    pub not_written: u64,
     /// Incremental-export deletes applied.
     pub deleted: u64,
     /// Old keys deleted after an update moved an item to a new key.
@@ -82,6 +148,8 @@ pub struct EntityReport {
     /// Seconds from the start of the run until this table was read to the end.
     pub read_seconds: f64,
     pub reconciled: bool,
+    /// Why items were not migrated: "stage: reason" -> items.
+    pub not_migrated_reasons: BTreeMap<String, u64>,
 }
 
 /// The run report of `migrate`.
@@ -97,9 +165,63 @@ pub struct RunReport {
     pub dead_letter_file: Option<String>,
     pub entities: Vec<EntityReport>,
     pub totals: EntityReport,
-    /// True when read = written + deleted + filtered + dead-lettered for every entity.
+    /// True when, for every entity, read = transformed = written + deleted
+    /// + filtered + dead-lettered + not written.
     pub reconciled: bool,
     pub warnings: Vec<String>,
+    /// Dead letters the run may have and still exit 0 (`--allow-dead-letters`).
+    pub allowed_dead_letters: u64,
+    /// Times the adaptive rate was cut after a throttle.
+    pub rate_backoffs: u64,
+    /// The lowest rate it was cut to, write units per second.
+    pub lowest_rate: Option<f64>,
+    /// What the sink achieved, every few seconds.
+    pub rate_samples: Vec<RateSample>,
+    /// 0 migrated, 2 failed or interrupted, 3 finished with items not migrated.
+    pub exit_code: i32,
+}
+
+/// How many dead letters a run may have and still succeed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Allowance {
+    Count(u64),
+    /// A percentage of the records read.
+    Percent(f64),
+}
+
+impl Default for Allowance {
+    fn default() -> Allowance {
+        Allowance::Count(0)
+    }
+}
+
+impl Allowance {
+    /// The number of dead letters allowed for `read` records.
+    pub fn limit(&self, read: u64) -> u64 {
+        match *self {
+            Allowance::Count(n) => n,
+            Allowance::Percent(p) => (read as f64 * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+impl std::str::FromStr for Allowance {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Allowance, String> {
+        let s = s.trim();
+        let bad = || format!("{s:?} is not a count (10) or a percentage (0.5%)");
+        match s.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(format!("{s:?}: a percentage is between 0% and 100%"));
+                }
+                Ok(Allowance::Percent(p))
+            }
+            None => s.parse().map(Allowance::Count).map_err(|_| bad()),
+        }
+    }
 }
 
 /// What the report says about the run itself.
@@ -123,25 +245,40 @@ impl RunReport {
     /// source table) in mapping order.
     pub fn build(stats: &RunStats, names: &[(String, String)], meta: RunMeta) -> RunReport {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let reasons = stats
+            .reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let rate = stats
+            .rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
         let entities: Vec<EntityReport> = names
             .iter()
             .enumerate()
             .map(|(i, (entity, table))| {
                 let c = stats.entity(i);
-                let (read, written, filtered, dead, deleted) = (
+                let (read, transformed, written, filtered, dead, unwritten, deleted) = (
+                    get(&c.produced),
                     get(&c.read),
                     get(&c.written),
                     get(&c.filtered),
                     get(&c.dead_lettered),
+                    get(&c.not_written),
                     get(&c.deleted),
                 );
                 EntityReport {
                     entity: entity.clone(),
                     source_table: table.clone(),
                     read,
+                    transformed,
                     written,
                     filtered,
                     dead_lettered: dead,
+                    not_written: unwritten,
                     deleted,
                     stale_keys_deleted: get(&c.stale_deleted),
                     stale_key_deletes_dead_lettered: get(&c.stale_dead_lettered),
@@ -151,7 +288,9 @@ impl RunReport {
                     write_units_estimated: get(&c.estimated_wcu),
                     repeated_keys_in_batch: get(&c.repeated_keys),
                     read_seconds: get(&c.read_millis) as f64 / 1000.0,
-                    reconciled: read == written + deleted + filtered + dead,
+                    reconciled: read == transformed
+                        && transformed == written + deleted + filtered + dead + unwritten,
+                    not_migrated_reasons: reasons.get(i).cloned().unwrap_or_default(),
                 }
             })
             .collect();
@@ -159,9 +298,11 @@ impl RunReport {
             entity: "TOTAL".into(),
             source_table: String::new(),
             read: 0,
+            transformed: 0,
             written: 0,
             filtered: 0,
             dead_lettered: 0,
+            not_written: 0,
             deleted: 0,
             stale_keys_deleted: 0,
             stale_key_deletes_dead_lettered: 0,
@@ -172,12 +313,15 @@ impl RunReport {
             repeated_keys_in_batch: 0,
             read_seconds: 0.0,
             reconciled: true,
+            not_migrated_reasons: BTreeMap::new(),
         };
         for e in &entities {
             totals.read += e.read;
+            totals.transformed += e.transformed;
             totals.written += e.written;
             totals.filtered += e.filtered;
             totals.dead_lettered += e.dead_lettered;
+            totals.not_written += e.not_written;
             totals.deleted += e.deleted;
             totals.stale_keys_deleted += e.stale_keys_deleted;
             totals.stale_key_deletes_dead_lettered += e.stale_key_deletes_dead_lettered;
@@ -212,6 +356,18 @@ impl RunReport {
                     e.entity, e.dead_lettered
                 ));
             }
+            if e.not_written > 0 {
+                warnings.push(format!(
+                    "{}: {} items not written: the run stopped before writing them (listed in the dead-letter file)",
+                    e.entity, e.not_written
+                ));
+            }
+            if e.read != e.transformed {
+                warnings.push(format!(
+                    "{}: the sources produced {} records but the transform took {}",
+                    e.entity, e.read, e.transformed
+                ));
+            }
         }
         if meta.interrupted {
             warnings.push(
@@ -231,20 +387,47 @@ impl RunReport {
             entities,
             totals,
             warnings,
+            allowed_dead_letters: 0,
+            rate_backoffs: rate.backoffs,
+            lowest_rate: rate.lowest_rate,
+            rate_samples: rate.samples,
+            exit_code: EXIT_FAILED,
         }
+    }
+
+    /// Items that did not reach the target as the mapping makes them:
+    /// dead letters (clean-up deletes included) and items not written.
+    pub fn not_migrated(&self) -> u64 {
+        let t = &self.totals;
+        t.dead_lettered + t.stale_key_deletes_dead_lettered + t.not_written
+    }
+
+    /// Sets the verdict: 2 when the run failed (or did not reconcile),
+    /// 3 when it finished with more dead letters than `allowance` allows
+    /// or any item not written, else 0.
+    pub fn judge(&mut self, failed: bool, allowance: Allowance) {
+        self.allowed_dead_letters = allowance.limit(self.totals.read);
+        self.exit_code = if failed || !self.reconciled {
+            EXIT_FAILED
+        } else if self.not_migrated() > self.allowed_dead_letters || self.totals.not_written > 0 {
+            EXIT_NOT_MIGRATED
+        } else {
+            EXIT_OK
+        };
     }
 
     /// The terminal summary.
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>11} {:>8}\n",
+            "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11} {:>8}\n",
             "entity",
             "read",
             "written",
             "deleted",
             "filtered",
             "dead",
+            "unwritten",
             "retries",
             "throttles",
             "write units",
@@ -252,13 +435,14 @@ impl RunReport {
         ));
         for e in self.entities.iter().chain(std::iter::once(&self.totals)) {
             out.push_str(&format!(
-                "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>11.1} {:>8.1}{}\n",
+                "{:<14} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>11.1} {:>8.1}{}\n",
                 e.entity,
                 e.read,
                 e.written,
                 e.deleted,
                 e.filtered,
                 e.dead_lettered,
+                e.not_written,
                 e.retries,
                 e.throttles,
                 e.write_units_consumed,
@@ -272,31 +456,106 @@ impl RunReport {
         }
         let t = &self.totals;
         out.push_str(&format!(
-            "\nread {} = written {} + deleted {} + filtered {} + dead-lettered {}: {}\n",
+            "\nread {} = written {} + deleted {} + filtered {} + dead-lettered {} + not written {}: {}\n",
             t.read,
             t.written,
             t.deleted,
             t.filtered,
             t.dead_lettered,
+            t.not_written,
             if self.reconciled {
                 "reconciled"
             } else {
                 "DOES NOT RECONCILE"
             }
         ));
+        if t.read != t.transformed {
+            out.push_str(&format!(
+                "the sources produced {} records, the transform took {}\n",
+                t.read, t.transformed
+            ));
+        }
         out.push_str(&format!(
             "{:.1} s into {}\n",
             self.duration_seconds, self.target_table
         ));
-        if let Some(p) = &self.dead_letter_file {
-            if t.dead_lettered > 0 {
-                out.push_str(&format!("dead letters: {p}\n"));
-            }
-        }
+        out.push_str(&self.render_rate());
+        out.push_str(&self.render_not_migrated());
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
+        out.push_str(&self.render_verdict());
         out
+    }
+
+    fn render_rate(&self) -> String {
+        let peak = self
+            .rate_samples
+            .iter()
+            .map(|s| s.items_per_s)
+            .fold(0.0, f64::max);
+        let mut out = format!("write rate: best {peak:.0} items/s over a sample; ");
+        match (self.rate_backoffs, self.lowest_rate) {
+            (0, _) | (_, None) => out.push_str("no throttling, the rate was never cut\n"),
+            (n, Some(low)) => out.push_str(&format!(
+                "throttled, the rate was cut {n} time(s), to {low:.0} write units/s at the lowest ({} throttle(s) in all)\n",
+                self.totals.throttles
+            )),
+        }
+        out
+    }
+
+    fn render_not_migrated(&self) -> String {
+        if self.not_migrated() == 0 {
+            return String::new();
+        }
+        let mut out = format!(
+            "not migrated: {} item(s) (dead letters allowed: {}), by entity and reason:\n",
+            self.not_migrated(),
+            self.allowed_dead_letters
+        );
+        for e in &self.entities {
+            for (reason, n) in &e.not_migrated_reasons {
+                out.push_str(&format!("  {:<14} {n:>7}  {reason}\n", e.entity));
+            }
+        }
+        if let Some(p) = &self.dead_letter_file {
+            out.push_str(&format!("  listed in {p}\n"));
+        }
+        out
+    }
+
+    fn render_verdict(&self) -> String {
+        match self.exit_code {
+            EXIT_OK => "done: every item read was migrated, filtered by a rule, or dead-lettered within the allowance\n".into(),
+            EXIT_NOT_MIGRATED => format!(
+                "exit 3: the run finished, but {} item(s) were not migrated ({} allowed with --allow-dead-letters)\n",
+                self.not_migrated(),
+                self.allowed_dead_letters
+            ),
+            _ => "exit 2: the run did not finish; see the error below\n".into(),
+        }
+    }
+}
+
+/// A reason without what is particular to one record (the `file:line: `
+/// of a read error), cut to a readable length, for counting.
+fn reason_kind(stage: Stage, reason: &str) -> String {
+    let mut text = reason;
+    if stage == Stage::Read {
+        // "path:12: message" -> "message"
+        let b = reason.as_bytes();
+        for (i, _) in reason.match_indices(':') {
+            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits > 0 && reason[i + 1 + digits..].starts_with(": ") {
+                text = &reason[i + 1 + digits + 2..];
+                break;
+            }
+        }
+    }
+    match text.char_indices().nth(120) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -307,4 +566,93 @@ pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> std::io::R
     }
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowances_parse_as_counts_or_percentages() {
+        assert_eq!("10".parse(), Ok(Allowance::Count(10)));
+        assert_eq!("0.5%".parse(), Ok(Allowance::Percent(0.5)));
+        assert!("-1".parse::<Allowance>().is_err());
+        assert!("150%".parse::<Allowance>().is_err());
+        assert!("ten".parse::<Allowance>().is_err());
+        assert_eq!(Allowance::Percent(1.0).limit(1_050), 10);
+        assert_eq!(Allowance::Count(3).limit(1_000_000), 3);
+    }
+
+    fn report_with(dead: u64, unwritten: u64) -> RunReport {
+        let stats = RunStats::new(1);
+        let c = stats.entity(0);
+        RunStats::add(&c.produced, 100);
+        RunStats::add(&c.read, 100);
+        RunStats::add(&c.written, 100 - dead - unwritten);
+        for _ in 0..dead {
+            stats.count_not_migrated(0, Stage::Transform, true, "userId: missing");
+        }
+        for _ in 0..unwritten {
+            stats.count_not_migrated(0, Stage::Unwritten, true, "stalled");
+        }
+        RunReport::build(&stats, &[("user".into(), "users".into())], meta())
+    }
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            command: "migrate".into(),
+            mapping: "m.toml".into(),
+            target_table: "t".into(),
+            source: "scan".into(),
+            started_at: String::new(),
+            duration: Duration::ZERO,
+            interrupted: false,
+            dead_letter_file: None,
+            source_warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_exit_code_says_whether_everything_was_migrated() {
+        let mut r = report_with(0, 0);
+        r.judge(false, Allowance::default());
+        assert!(r.reconciled);
+        assert_eq!(r.exit_code, EXIT_OK);
+        let mut r = report_with(2, 0);
+        r.judge(false, Allowance::default());
+        assert_eq!(r.exit_code, EXIT_NOT_MIGRATED);
+        assert_eq!(
+            r.entities[0].not_migrated_reasons["transform: userId: missing"],
+            2
+        );
+        r.judge(false, Allowance::Count(2));
+        assert_eq!(r.exit_code, EXIT_OK, "within the allowance");
+        r.judge(false, Allowance::Percent(1.0));
+        assert_eq!(r.exit_code, EXIT_NOT_MIGRATED, "1% of 100 is 1");
+        r.judge(true, Allowance::Count(2));
+        assert_eq!(r.exit_code, EXIT_FAILED);
+        // An item not written is never allowed.
+        let mut r = report_with(0, 1);
+        r.judge(false, Allowance::Count(5));
+        assert_eq!(r.exit_code, EXIT_NOT_MIGRATED);
+    }
+
+    #[test]
+    fn counts_that_disagree_do_not_reconcile() {
+        let stats = RunStats::new(1);
+        RunStats::add(&stats.entity(0).produced, 5);
+        RunStats::add(&stats.entity(0).read, 4);
+        RunStats::add(&stats.entity(0).written, 4);
+        let r = RunReport::build(&stats, &[("user".into(), "users".into())], meta());
+        assert!(!r.reconciled, "5 produced, 4 transformed");
+    }
+
+    #[test]
+    fn read_errors_are_counted_without_their_file_and_line() {
+        assert_eq!(
+            reason_kind(Stage::Read, "data/a.json.gz:12: unknown type \"X\""),
+            "unknown type \"X\""
+        );
+        assert_eq!(reason_kind(Stage::Write, "a: b"), "a: b");
+    }
 }

@@ -3,10 +3,11 @@
 //!
 //! dynoxide runs in-process on its own thread and runtime, so tests may
 //! block on the binary. moto runs as a child process, killed on drop. The
-//! proxy sits between the binary and dynoxide, records every
-//! BatchWriteItem call, and can answer the way real AWS does under load
-//! (UnprocessedItems) or reject a batch (ValidationException), which no
-//! emulator does on its own.
+//! proxy sits between the binary and a backend (dynoxide, or moto's S3),
+//! records every BatchWriteItem call, and injects what real AWS does under
+//! load and no emulator does on its own: throttling, 500s, resets,
+//! UnprocessedItems, latency, a server that never answers, failing Scan
+//! pages, S3 bodies cut short; or rejects a batch (ValidationException).
 
 #![allow(dead_code)]
 
@@ -150,9 +151,30 @@ pub fn migrate(dir: &Path, endpoint: &str) -> serde_json::Value {
     migrate_with(dir, endpoint, mapping_path().to_str().unwrap())
 }
 
+/// `migrate --create-table` of dirty data: it finishes with the dirty rows
+/// dead-lettered, so exit 3 (items not migrated); returns the report.
+pub fn migrate_dirty(dir: &Path, endpoint: &str) -> serde_json::Value {
+    let m = mapping_path();
+    let (r, _) = migrate_expect(dir, endpoint, m.to_str().unwrap(), &[], 3);
+    assert!(r["totals"]["dead_lettered"].as_u64().unwrap() > 0, "{r:#}");
+    r
+}
+
 /// `migrate --create-table` with `mapping`; asserts success, returns the report.
 pub fn migrate_with(dir: &Path, endpoint: &str, mapping: &str) -> serde_json::Value {
-    let args = [
+    migrate_expect(dir, endpoint, mapping, &[], 0).0
+}
+
+/// `migrate --create-table` with `mapping` and `extra` arguments, reports
+/// in `dir`; asserts the exit code and returns the report and the output.
+pub fn migrate_expect(
+    dir: &Path,
+    endpoint: &str,
+    mapping: &str,
+    extra: &[&str],
+    code: i32,
+) -> (serde_json::Value, String) {
+    let mut args = vec![
         "migrate",
         "--mapping",
         mapping,
@@ -162,9 +184,21 @@ pub fn migrate_with(dir: &Path, endpoint: &str, mapping: &str) -> serde_json::Va
         "--dead-letter",
         "dead.jsonl",
     ];
+    args.extend_from_slice(extra);
     let o = singletable(dir, endpoint, &args);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    report(dir, "run.json")
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+    let r = report(dir, "run.json");
+    assert_eq!(r["exit_code"], code, "the report agrees: {r:#}");
+    (r, text(&o))
+}
+
+/// The dead-letter file `name` in `dir`, a JSON value a line.
+pub fn dead_letters(dir: &Path, name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A JSON report the binary wrote in `dir`.
@@ -291,7 +325,20 @@ pub struct BatchCall {
     pub distinct_keys: usize,
 }
 
-/// What the proxy does to BatchWriteItem calls.
+/// A transient fault the proxy can answer a call with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// 400 ProvisionedThroughputExceededException.
+    Throttle,
+    /// 500 InternalServerError.
+    ServerError,
+    /// The connection is closed after the request, with no answer.
+    Reset,
+    /// Half of the batch is written, the rest answered as UnprocessedItems.
+    Unprocessed,
+}
+
+/// What the proxy does to the calls it forwards.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// For this many calls, forward only the first half of the requests
@@ -302,6 +349,42 @@ pub struct Faults {
     /// After this many calls, answer every call ResourceNotFoundException
     /// (the table is gone).
     pub table_gone_after: Option<usize>,
+    /// Share of BatchWriteItem calls answered with one of `kinds`, in turn.
+    pub rate: f64,
+    pub kinds: Vec<Fault>,
+    /// Throttle every BatchWriteItem call whose number (from 1) is in here.
+    pub throttle_calls: Option<std::ops::Range<usize>>,
+    /// Share of Scan calls answered 500 InternalServerError.
+    pub scan_error_rate: f64,
+    /// Never answer BatchWriteItem calls.
+    pub hang: bool,
+    /// Wait up to this many milliseconds (at random) before forwarding a
+    /// BatchWriteItem call, so calls overtake each other.
+    pub jitter_ms: u64,
+    /// Cut short the body of this many GetObject answers of data files.
+    pub cut_bodies: usize,
+    /// How many of each fault were served.
+    pub served: HashMap<Fault, usize>,
+    pub scan_errors_served: usize,
+    pub bodies_cut: usize,
+}
+
+impl Faults {
+    /// A fault for BatchWriteItem call number `seen`, if one is due.
+    fn pick(&mut self, seen: usize) -> Option<Fault> {
+        if self
+            .throttle_calls
+            .as_ref()
+            .is_some_and(|r| r.contains(&seen))
+        {
+            return Some(Fault::Throttle);
+        }
+        if self.kinds.is_empty() || rand::random::<f64>() >= self.rate {
+            return None;
+        }
+        let total: usize = self.served.values().sum();
+        Some(self.kinds[total % self.kinds.len()])
+    }
 }
 
 pub struct Proxy {
@@ -333,6 +416,12 @@ impl Proxy {
             calls,
             faults,
         }
+    }
+
+    /// How many of `fault` were served.
+    pub fn served(&self, fault: Fault) -> usize {
+        let f = self.faults.lock().unwrap();
+        f.served.get(&fault).copied().unwrap_or(0)
     }
 }
 
@@ -373,7 +462,9 @@ fn read_message(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Message>
     }))
 }
 
-fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
+/// Writes `m`, announcing `announced` bytes of body (its length, unless a
+/// cut body is wanted).
+fn write_message_as(w: &mut TcpStream, m: &Message, announced: usize) -> std::io::Result<()> {
     let mut out = format!("{}\r\n", m.head);
     for (k, v) in &m.headers {
         if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("x-amz-crc32") {
@@ -381,10 +472,14 @@ fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
         }
         out.push_str(&format!("{k}: {v}\r\n"));
     }
-    out.push_str(&format!("content-length: {}\r\n\r\n", m.body.len()));
+    out.push_str(&format!("content-length: {announced}\r\n\r\n"));
     w.write_all(out.as_bytes())?;
     w.write_all(&m.body)?;
     w.flush()
+}
+
+fn write_message(w: &mut TcpStream, m: &Message) -> std::io::Result<()> {
+    write_message_as(w, m, m.body.len())
 }
 
 fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
@@ -392,6 +487,120 @@ fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// A DynamoDB error answer.
+fn error_answer(status: &str, kind: &str, message: &str) -> Message {
+    let body = format!(r#"{{"__type":"{kind}","message":"{message}"}}"#);
+    Message {
+        head: format!("HTTP/1.1 {status}"),
+        headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+        body: body.into_bytes(),
+    }
+}
+
+/// What to do with one BatchWriteItem call.
+enum Verdict {
+    Forward,
+    /// Forward part, answer the rest as unprocessed.
+    Hold(String, Vec<serde_json::Value>),
+    Answer(Message),
+    Reset,
+    Hang,
+}
+
+/// Records a BatchWriteItem call and decides its fate.
+fn judge_batch(
+    req: &mut Message,
+    calls: &Mutex<Vec<BatchCall>>,
+    faults: &Mutex<Faults>,
+) -> Verdict {
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    let (table, reqs) = body["RequestItems"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .map(|(t, r)| (t.clone(), r.as_array().unwrap().clone()))
+        .unwrap();
+    let keys: std::collections::HashSet<String> = reqs
+        .iter()
+        .map(|r| {
+            let item = if r["PutRequest"].is_null() {
+                &r["DeleteRequest"]["Key"]
+            } else {
+                &r["PutRequest"]["Item"]
+            };
+            format!("{}|{}", item["pk"], item["sk"])
+        })
+        .collect();
+    let seen = {
+        let mut calls = calls.lock().unwrap();
+        calls.push(BatchCall {
+            requests: reqs.len(),
+            distinct_keys: keys.len(),
+        });
+        calls.len()
+    };
+    let jitter = faults.lock().unwrap().jitter_ms;
+    if jitter > 0 {
+        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % jitter));
+    }
+    let mut f = faults.lock().unwrap();
+    if f.hang {
+        return Verdict::Hang;
+    }
+    if f.table_gone_after.is_some_and(|n| seen > n) {
+        return Verdict::Answer(error_answer(
+            "400 Bad Request",
+            "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+            "Requested resource not found",
+        ));
+    }
+    let poisoned = f.poison_pk.as_ref().is_some_and(|p| {
+        reqs.iter()
+            .any(|r| r["PutRequest"]["Item"]["pk"]["S"] == p.as_str())
+    });
+    if poisoned {
+        return Verdict::Answer(error_answer(
+            "400 Bad Request",
+            "com.amazon.coral.validate#ValidationException",
+            "Injected: item rejected",
+        ));
+    }
+    let mut fault = f.pick(seen);
+    if fault.is_none() && f.unprocessed_calls > 0 && reqs.len() > 1 {
+        f.unprocessed_calls -= 1;
+        fault = Some(Fault::Unprocessed);
+    }
+    let Some(fault) = fault else {
+        return Verdict::Forward;
+    };
+    if fault == Fault::Unprocessed && reqs.len() < 2 {
+        return Verdict::Forward;
+    }
+    *f.served.entry(fault).or_default() += 1;
+    match fault {
+        Fault::Throttle => Verdict::Answer(error_answer(
+            "400 Bad Request",
+            "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "Injected: throughput exceeded",
+        )),
+        Fault::ServerError => Verdict::Answer(error_answer(
+            "500 Internal Server Error",
+            "com.amazonaws.dynamodb.v20120810#InternalServerError",
+            "Injected: internal server error",
+        )),
+        Fault::Reset => Verdict::Reset,
+        Fault::Unprocessed => {
+            let half = reqs.len() / 2;
+            let (send, keep) = reqs.split_at(half);
+            let mut new_body = body.clone();
+            new_body["RequestItems"][&table] = serde_json::Value::Array(send.to_vec());
+            req.body = serde_json::to_vec(&new_body).unwrap();
+            Verdict::Hold(table, keep.to_vec())
+        }
+    }
 }
 
 fn serve_connection(
@@ -406,66 +615,40 @@ fn serve_connection(
     let mut up_r = BufReader::new(up.try_clone()?);
     let mut up_w = up;
     while let Some(mut req) = read_message(&mut client_r)? {
-        let is_batch = header(&req, "x-amz-target").is_some_and(|t| t.ends_with("BatchWriteItem"));
+        let target = header(&req, "x-amz-target").unwrap_or_default().to_string();
         let mut held_back: Option<(String, Vec<serde_json::Value>)> = None;
-        if is_batch {
-            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-            let (table, reqs) = body["RequestItems"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .next()
-                .map(|(t, r)| (t.clone(), r.as_array().unwrap().clone()))
-                .unwrap();
-            let keys: std::collections::HashSet<String> = reqs
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{}|{}",
-                        r["PutRequest"]["Item"]["pk"], r["PutRequest"]["Item"]["sk"]
-                    )
-                })
-                .collect();
-            calls.lock().unwrap().push(BatchCall {
-                requests: reqs.len(),
-                distinct_keys: keys.len(),
-            });
+        if target.ends_with("BatchWriteItem") {
+            match judge_batch(&mut req, calls, faults) {
+                Verdict::Forward => {}
+                Verdict::Hold(table, keep) => held_back = Some((table, keep)),
+                Verdict::Answer(resp) => {
+                    write_message(&mut client_w, &resp)?;
+                    continue;
+                }
+                Verdict::Reset => {
+                    let _ = client_w.shutdown(std::net::Shutdown::Both);
+                    return Ok(());
+                }
+                Verdict::Hang => loop {
+                    std::thread::sleep(Duration::from_secs(60));
+                },
+            }
+        }
+        if target.ends_with(".Scan") {
             let mut f = faults.lock().unwrap();
-            let seen = calls.lock().unwrap().len();
-            let poisoned = f.poison_pk.as_ref().is_some_and(|p| {
-                reqs.iter()
-                    .any(|r| r["PutRequest"]["Item"]["pk"]["S"] == p.as_str())
-            });
-            let error = if f.table_gone_after.is_some_and(|n| seen > n) {
-                Some(
-                    r#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"Requested resource not found"}"#,
-                )
-            } else if poisoned {
-                Some(
-                    r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"Injected: item rejected"}"#,
-                )
-            } else {
-                None
-            };
-            if let Some(body) = error {
-                let resp = Message {
-                    head: "HTTP/1.1 400 Bad Request".into(),
-                    headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
-                    body: body.as_bytes().to_vec(),
-                };
+            if f.scan_error_rate > 0.0 && rand::random::<f64>() < f.scan_error_rate {
+                f.scan_errors_served += 1;
+                drop(f);
+                let resp = error_answer(
+                    "500 Internal Server Error",
+                    "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                    "Injected: scan failed",
+                );
                 write_message(&mut client_w, &resp)?;
                 continue;
             }
-            if f.unprocessed_calls > 0 && reqs.len() > 1 {
-                f.unprocessed_calls -= 1;
-                let half = reqs.len() / 2;
-                let (send, keep) = reqs.split_at(half);
-                let mut new_body = body.clone();
-                new_body["RequestItems"][&table] = serde_json::Value::Array(send.to_vec());
-                req.body = serde_json::to_vec(&new_body).unwrap();
-                held_back = Some((table, keep.to_vec()));
-            }
         }
+        let get_data = req.head.starts_with("GET ") && req.head.contains(".json.gz");
         write_message(&mut up_w, &req)?;
         let Some(mut resp) = read_message(&mut up_r)? else {
             return Ok(());
@@ -476,6 +659,20 @@ fn serve_connection(
             unprocessed.insert(table, keep);
             body["UnprocessedItems"] = serde_json::to_value(unprocessed).unwrap();
             resp.body = serde_json::to_vec(&body).unwrap();
+        }
+        if get_data && resp.head.contains(" 200") && resp.body.len() > 40 {
+            let mut f = faults.lock().unwrap();
+            if f.cut_bodies > 0 {
+                f.cut_bodies -= 1;
+                f.bodies_cut += 1;
+                drop(f);
+                // Announce the whole body, send half, hang up.
+                let full = resp.body.len();
+                resp.body.truncate(full / 2);
+                write_message_as(&mut client_w, &resp, full)?;
+                let _ = client_w.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
         }
         write_message(&mut client_w, &resp)?;
     }

@@ -6,8 +6,14 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 
 fn run_ok(dir: &Path, endpoint: &str, args: &[&str]) -> String {
+    run_code(dir, endpoint, args, 0)
+}
+
+/// Runs the binary and asserts its exit code: 3 for a migration of dirty
+/// demo data, whose dirty rows are dead-lettered (not migrated).
+fn run_code(dir: &Path, endpoint: &str, args: &[&str], code: i32) -> String {
     let o = singletable(dir, endpoint, args);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
     text(&o)
 }
 
@@ -32,7 +38,7 @@ async fn a_local_export_migrates_to_what_a_scan_would_write() {
         "{lines:?}"
     );
     let m = m();
-    run_ok(
+    run_code(
         d,
         &db.endpoint,
         &[
@@ -47,6 +53,7 @@ async fn a_local_export_migrates_to_what_a_scan_would_write() {
             "--dead-letter",
             "dead.jsonl",
         ],
+        3,
     );
     let r = report(d, "run.json");
     assert_eq!(r["source"], "export");
@@ -102,7 +109,7 @@ async fn ion_and_dynamodb_json_exports_of_the_same_data_give_the_same_target() {
         .path();
     assert!(gz.to_str().unwrap().ends_with(".ion.gz"), "{gz:?}");
     let m = m();
-    run_ok(
+    run_code(
         d,
         &db.endpoint,
         &[
@@ -115,6 +122,7 @@ async fn ion_and_dynamodb_json_exports_of_the_same_data_give_the_same_target() {
             "--report",
             "run.json",
         ],
+        3,
     );
     let (code, _, out) = verify(
         d,
@@ -227,7 +235,12 @@ async fn exports_in_s3_on_moto_with_dynamodb_elsewhere() {
             "run.json",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "dirty rows dead-lettered: {}",
+        text(&o)
+    );
     let o = singletable_env(d, &env, &["verify", "--mapping", &m, "--sample", "100000"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = singletable_env(
@@ -414,7 +427,12 @@ async fn bad_values_in_a_good_file_are_dead_lettered_with_file_and_line() {
             "--accept-export-mismatch",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the bad values are not migrated: {}",
+        text(&o)
+    );
     let r = report(d, "run.json");
     assert!(
         r["warnings"]
@@ -740,7 +758,7 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
         ],
         &["table ai-girlfriend-credits (entity credits) has no --export"],
     );
-    run_ok(
+    run_code(
         d,
         &db.endpoint,
         &[
@@ -754,6 +772,7 @@ async fn scan_missing_fills_in_tables_without_exports_and_plans_are_checked() {
             "--report",
             "run.json",
         ],
+        3,
     );
     assert_eq!(report(d, "run.json")["source"], "export+scan");
     let (code, _, out) = verify(d, &db.endpoint, &["--full"]);

@@ -38,7 +38,7 @@ async fn sample_and_full_name_every_planted_difference_and_nothing_else() {
     load_legacy(&c, 600, 17, 0.02).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    migrate(d, &db.endpoint);
+    migrate_dirty(d, &db.endpoint);
     for mode in [
         &["--sample", "50"][..],
         &["--full"],

@@ -5,9 +5,9 @@
 //! requests, at most [`MAX_BYTES`] of request body, and never two requests
 //! for the same primary key (AWS rejects the whole call for any of these;
 //! emulators such as moto accept them). A request for a key already in the
-//! open batch closes that batch first, and marks the next batch as one that
-//! must wait for every earlier batch to land ([`Batch::barrier`]), so two
-//! writes of one key happen in the order they were made.
+//! open batch closes that batch first; the writer then holds the next batch
+//! until the first has landed, as it does for any key still in flight, so
+//! two writes of one key happen in the order they were made.
 
 use std::collections::HashSet;
 
@@ -52,9 +52,6 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub requests: Vec<WriteRequest>,
-    /// Send only after every earlier batch has landed: it repeats a key of
-    /// the batch before it.
-    pub barrier: bool,
 }
 
 /// Accumulates requests into valid batches.
@@ -63,8 +60,6 @@ pub struct Batcher {
     open: Vec<WriteRequest>,
     bytes: usize,
     keys: HashSet<String>,
-    /// The open batch was started by a repeated key.
-    open_barrier: bool,
     /// Requests that named a key already in the open batch.
     pub repeated_keys: u64,
 }
@@ -93,9 +88,6 @@ impl Batcher {
         } else {
             None
         };
-        if repeated {
-            self.open_barrier = true;
-        }
         self.bytes += cost;
         self.keys.insert(req.key.clone());
         self.open.push(req);
@@ -113,10 +105,8 @@ impl Batcher {
         }
         self.bytes = 0;
         self.keys.clear();
-        let barrier = std::mem::take(&mut self.open_barrier);
         Some(Batch {
             requests: std::mem::take(&mut self.open),
-            barrier,
         })
     }
 }
@@ -198,17 +188,14 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_key_starts_a_new_batch_behind_a_barrier() {
+    fn a_duplicate_key_starts_a_new_batch() {
         let batches = drain_batches(vec![req("a", 1), req("b", 1), req("a", 2), req("c", 1)]);
         assert_eq!(batches.len(), 2);
-        assert!(!batches[0].barrier);
-        assert!(
-            batches[1].barrier,
-            "the repeat waits for the first write to land"
+        assert_eq!(batches[0].requests.len(), 2);
+        assert_eq!(
+            batches[1].requests[0].wire_bytes, 2,
+            "the repeat comes second"
         );
-        assert_eq!(batches[1].requests[0].wire_bytes, 2);
-        let plain = drain_batches((0..30).map(|i| req(&i.to_string(), 1)).collect());
-        assert!(plain.iter().all(|b| !b.barrier));
     }
 
     #[test]

@@ -1,31 +1,45 @@
-//! The BatchWriteItem sink: rate-limited, bounded, and explicit about retries.
+//! The BatchWriteItem sink: adaptive, bounded, ordered, explicit about retries.
 //!
 //! The sink task owns a [`Batcher`]; every batch it closes is written by its
-//! own tokio task holding a semaphore permit, so at most `max_in_flight`
-//! calls are out at once and a full channel back-pressures the transform.
-//! Before each call it takes the batch's items and write units from governor
-//! rate limiters. After each call [`decide`] names what happens next: done,
+//! own tokio task holding a call slot from the [`Controller`], so the calls
+//! in flight follow the adaptive rate and a full channel back-pressures the
+//! transform. A batch that holds a key still being written by an earlier
+//! batch waits for that batch to land, so two writes of one key always land
+//! in the order they were made. Before each call a task takes the batch's
+//! write units from the controller (and items from the `--write-rate`
+//! limiter). After each call [`decide`] names what happens next: done,
 //! resend only the `UnprocessedItems`, resend all, split a batch DynamoDB
 //! rejected as invalid into single writes (so one bad item does not take 24
-//! good ones with it), or give up. Giving up dead-letters the items; nothing
-//! is dropped. Backoff is exponential with full jitter.
+//! good ones with it), give up on an invalid item (a dead letter), or stop
+//! the run. Retryable errors are retried with full-jitter backoff for as
+//! long as some write succeeds within the stall timeout; a transient error
+//! never makes a dead letter. When the run stops (a fatal error, a stall),
+//! every item still in hand is recorded as not written, with the reason.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
     DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest as SdkWriteRequest,
 };
-use rand::Rng as _;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::batcher::{key_text, Batch, Batcher, Op, WriteRequest};
-use super::dead_letter::DeadLetter;
+use super::dead_letter::{DeadLetter, Stage};
+use super::rate::Controller;
 use crate::rate::Limit;
 use crate::report::RunStats;
+use crate::retry::{backoff, classify_sdk, ErrorClass};
+
+/// How long retries go on after a signal, without a successful write,
+/// before the items in hand are recorded as not written.
+pub const DRAIN_STALL: Duration = Duration::from_secs(30);
 
 /// How the sink writes.
 #[derive(Debug, Clone)]
@@ -33,49 +47,18 @@ pub struct WriterConfig {
     pub table: String,
     /// The target's primary key attribute names.
     pub key_names: Vec<String>,
-    /// BatchWriteItem calls in flight at once.
+    /// BatchWriteItem calls in flight at most (the controller may allow fewer).
     pub max_in_flight: usize,
-    /// Calls per batch before its remaining items are dead-lettered.
-    pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// Items per second, across the whole sink.
+    /// Stop when no write at all has succeeded for this long.
+    pub stall_timeout: Duration,
+    /// Items per second, across the whole sink (a ceiling).
     pub items_per_second: Option<NonZeroU32>,
-    /// Write units per second, across the whole sink (indexes counted).
+    /// Write units per second, across the whole sink, indexes counted (a ceiling).
     pub write_units_per_second: Option<NonZeroU32>,
-}
-
-/// How an error from BatchWriteItem is treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Throttling, 5xx, timeouts: resend after a backoff.
-    Retryable,
-    /// The call was invalid (a duplicate key, a bad item): no resend as is.
-    Invalid,
-    /// Missing table, no permission: every further call would fail too.
-    Fatal,
-}
-
-/// Classifies an error by its code; `transient` for timeouts and transport
-/// failures, which have none.
-pub fn classify(code: Option<&str>, transient: bool) -> ErrorClass {
-    match code {
-        Some(
-            "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "LimitExceededException"
-            | "InternalServerError"
-            | "InternalFailure"
-            | "ServiceUnavailable"
-            | "ServiceUnavailableException"
-            | "TransactionInProgressException",
-        ) => ErrorClass::Retryable,
-        Some("ValidationException" | "SerializationException") => ErrorClass::Invalid,
-        Some(_) => ErrorClass::Fatal,
-        None if transient => ErrorClass::Retryable,
-        None => ErrorClass::Fatal,
-    }
+    /// How often the achieved rate is sampled for the report.
+    pub sample_every: Duration,
 }
 
 /// What to do after one BatchWriteItem call.
@@ -89,10 +72,10 @@ pub enum RetryAction {
     Retry(Vec<WriteRequest>, String),
     /// The batch was rejected as invalid: write these one by one.
     Split(Vec<WriteRequest>, String),
-    /// Give up on these items.
+    /// Give up on these items: they are invalid (dead letters).
     DontRetry(Vec<WriteRequest>, String),
-    /// Give up on these items and stop the run: every further call would
-    /// fail the same way (a missing table, no permission).
+    /// Stop the run: every further call would fail the same way (a missing
+    /// table, no permission). These items are not written.
     Stop(Vec<WriteRequest>, String),
 }
 
@@ -106,21 +89,10 @@ pub enum CallResult {
 
 impl CallResult {
     /// True when the service pushed back (unprocessed items or throttling).
-    fn throttled(&self, code: Option<&str>) -> bool {
+    fn throttled(&self) -> bool {
         match self {
             CallResult::Ok { unprocessed_keys } => !unprocessed_keys.is_empty(),
-            CallResult::Err {
-                class: ErrorClass::Retryable,
-                ..
-            } => code.is_some_and(|c| {
-                matches!(
-                    c,
-                    "ProvisionedThroughputExceededException"
-                        | "ThrottlingException"
-                        | "RequestLimitExceeded"
-                )
-            }),
-            CallResult::Err { .. } => false,
+            CallResult::Err { class, .. } => *class == ErrorClass::Retryable { throttle: true },
         }
     }
 }
@@ -139,7 +111,7 @@ pub fn decide(pending: Vec<WriteRequest>, result: CallResult) -> (RetryAction, V
             (RetryAction::RetryPartial(again), done)
         }
         CallResult::Err {
-            class: ErrorClass::Retryable,
+            class: ErrorClass::Retryable { .. },
             message,
         } => (RetryAction::Retry(pending, message), Vec::new()),
         CallResult::Err {
@@ -154,30 +126,23 @@ pub fn decide(pending: Vec<WriteRequest>, result: CallResult) -> (RetryAction, V
     }
 }
 
-/// The delay before attempt `attempt` (1-based): a uniform draw from zero
-/// to `min(max, base * 2^attempt)` ("full jitter").
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-        .min(max);
-    let nanos = ceiling.as_nanos().min(u64::MAX as u128) as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rand::rng().random_range(0..=nanos))
-}
-
 /// The shared state of the sink's write tasks.
 struct Shared {
     client: aws_sdk_dynamodb::Client,
     cfg: WriterConfig,
     items: Option<Limit>,
-    units: Option<Limit>,
+    ctl: Arc<Controller>,
     stats: Arc<RunStats>,
     dead: mpsc::Sender<DeadLetter>,
-    /// The first fatal error, which stops the run.
-    fatal: Mutex<Option<String>>,
-    on_fatal: tokio::sync::watch::Sender<bool>,
+    /// Why the run stopped, once it has: every item still in hand is then
+    /// recorded as not written instead of sent.
+    stopped: Mutex<Option<String>>,
+    on_stop: watch::Sender<bool>,
+    /// Set on a signal: retries then give up after [`DRAIN_STALL`].
+    shutdown: watch::Receiver<bool>,
+    started: Instant,
+    /// Milliseconds from `started` to the last successful write.
+    last_progress_ms: AtomicU64,
 }
 
 /// Why the sink stopped.
@@ -189,33 +154,52 @@ pub enum SinkError {
     DeadLetterClosed,
 }
 
-/// Runs the sink until its input closes and every batch is written or
-/// dead-lettered. A fatal error sets `on_fatal` so the sources stop reading.
+/// The sink's channels and signals.
+pub struct SinkIo {
+    pub rx: mpsc::Receiver<SinkMsg>,
+    pub dead: mpsc::Sender<DeadLetter>,
+    /// Set by the sink when it stops the run (the sources stop reading).
+    pub on_stop: watch::Sender<bool>,
+    /// Set by a signal: drain with little patience.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Runs the sink until its input closes and every batch is written, dead-
+/// lettered or recorded as not written. A fatal error or a stall sets
+/// `on_stop` so the sources stop reading.
 pub async fn run(
     client: aws_sdk_dynamodb::Client,
     cfg: WriterConfig,
-    mut rx: mpsc::Receiver<SinkMsg>,
+    io: SinkIo,
     stats: Arc<RunStats>,
-    dead: mpsc::Sender<DeadLetter>,
-    on_fatal: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), SinkError> {
-    let semaphore = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+    let SinkIo {
+        mut rx,
+        dead,
+        on_stop,
+        shutdown,
+    } = io;
+    let started = Instant::now();
+    let ceiling = cfg.write_units_per_second.map(|u| u.get() as f64);
+    let ctl = Arc::new(Controller::new(ceiling, cfg.max_in_flight, started));
+    let sampler = spawn_sampler(ctl.clone(), cfg.sample_every);
     let shared = Arc::new(Shared {
         items: cfg.items_per_second.map(Limit::new),
-        units: cfg.write_units_per_second.map(Limit::new),
+        ctl: ctl.clone(),
         client,
         cfg,
         stats,
         dead,
-        fatal: Mutex::new(None),
-        on_fatal,
+        stopped: Mutex::new(None),
+        on_stop,
+        shutdown,
+        started,
+        last_progress_ms: AtomicU64::new(0),
     });
     let mut batcher = Batcher::new();
-    let mut tasks = JoinSet::new();
-    let mut dead_closed = false;
+    let mut flight = Flight::default();
     loop {
-        let next = rx.recv().await;
-        let (batch, ack, closed) = match next {
+        let (batch, ack, closed) = match rx.recv().await {
             Some(SinkMsg::Write(req)) => {
                 let before = batcher.repeated_keys;
                 let entity = req.entity;
@@ -228,55 +212,127 @@ pub async fn run(
             Some(SinkMsg::Barrier(ack)) => (batcher.finish(), Some(ack), false),
             None => (batcher.finish(), None, true),
         };
-        if let Some(Batch { requests, barrier }) = batch {
-            if barrier {
-                // A repeated key: everything before it lands first.
-                dead_closed |= join_all(&mut tasks).await;
-            }
-            // The semaphore is never closed; if it were, the batch would
-            // still be written (unbounded) rather than lost.
-            let permit = semaphore.clone().acquire_owned().await.ok();
-            let shared = shared.clone();
-            tasks.spawn(async move {
-                let ok = shared.write_batch(requests).await;
-                drop(permit);
-                ok
-            });
+        if let Some(batch) = batch {
+            flight.dispatch(&shared, batch).await;
         }
         if let Some(ack) = ack {
             // A phase ends: everything sent before the barrier has landed.
-            dead_closed |= join_all(&mut tasks).await;
+            flight.join_all().await;
             let _ = ack.send(());
         }
-        // Reap finished tasks as we go so the set stays small.
-        while let Some(done) = tasks.try_join_next() {
-            dead_closed |= !done.unwrap_or(false);
-        }
+        flight.reap();
         if closed {
             break;
         }
     }
-    dead_closed |= join_all(&mut tasks).await;
-    let fatal = shared.fatal.lock().ok().and_then(|f| f.clone());
-    if let Some(message) = fatal {
-        return Err(SinkError::Fatal {
-            table: shared.cfg.table.clone(),
-            message,
-        });
-    }
-    if dead_closed {
+    flight.join_all().await;
+    sampler.abort();
+    shared.ctl.sample(Instant::now());
+    RunStats::set_rate(&shared.stats, shared.ctl.summary());
+    if flight.dead_closed {
         return Err(SinkError::DeadLetterClosed);
     }
-    Ok(())
+    let stopped = shared.stopped.lock().ok().and_then(|f| f.clone());
+    match stopped {
+        Some(message) => Err(SinkError::Fatal {
+            table: shared.cfg.table.clone(),
+            message,
+        }),
+        None => Ok(()),
+    }
 }
 
-/// Waits for every write task; true if one could not record its dead letters.
-async fn join_all(tasks: &mut JoinSet<bool>) -> bool {
-    let mut failed = false;
-    while let Some(done) = tasks.join_next().await {
-        failed |= !done.unwrap_or(false);
+/// Samples the achieved rate every `every` until aborted.
+fn spawn_sampler(ctl: Arc<Controller>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            ctl.sample(Instant::now());
+        }
+    })
+}
+
+/// The batches in flight and the keys they hold.
+#[derive(Default)]
+struct Flight {
+    tasks: JoinSet<(Vec<u64>, bool)>,
+    /// Key hashes of the batches in flight, with how many batches hold each.
+    keys: HashMap<u64, u32>,
+    dead_closed: bool,
+}
+
+impl Flight {
+    /// Starts a task for `batch` once no batch in flight holds one of its
+    /// keys and the controller gives a call slot.
+    async fn dispatch(&mut self, shared: &Arc<Shared>, batch: Batch) {
+        let hashes: Vec<u64> = batch.requests.iter().map(|r| key_hash(&r.key)).collect();
+        while hashes.iter().any(|h| self.keys.contains_key(h)) {
+            // An earlier write of one of these keys must land first.
+            if !self.join_one().await {
+                break;
+            }
+        }
+        let slot = shared.ctl.acquire().await;
+        for h in &hashes {
+            *self.keys.entry(*h).or_default() += 1;
+        }
+        let shared = shared.clone();
+        self.tasks.spawn(async move {
+            let ok = shared.write_batch(batch.requests).await;
+            drop(slot);
+            (hashes, ok)
+        });
     }
-    failed
+
+    fn done(&mut self, joined: Result<(Vec<u64>, bool), tokio::task::JoinError>) {
+        match joined {
+            Ok((hashes, ok)) => {
+                self.dead_closed |= !ok;
+                for h in hashes {
+                    if let Some(n) = self.keys.get_mut(&h) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.keys.remove(&h);
+                        }
+                    }
+                }
+            }
+            Err(_) => self.dead_closed = true,
+        }
+    }
+
+    /// Waits for one task; false when none is left.
+    async fn join_one(&mut self) -> bool {
+        match self.tasks.join_next().await {
+            Some(j) => {
+                self.done(j);
+                true
+            }
+            None => {
+                self.keys.clear();
+                false
+            }
+        }
+    }
+
+    async fn join_all(&mut self) {
+        while self.join_one().await {}
+    }
+
+    /// Collects finished tasks as we go so the sets stay small.
+    fn reap(&mut self) {
+        while let Some(j) = self.tasks.try_join_next() {
+            self.done(j);
+        }
+    }
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 /// What the sink receives.
@@ -312,59 +368,49 @@ impl Shared {
     ) -> Result<Option<Vec<WriteRequest>>, ()> {
         let mut attempt = 0u32;
         loop {
+            if let Some(why) = self.stop_reason() {
+                self.record(pending, Stage::Unwritten, &why).await?;
+                return Ok(None);
+            }
             attempt += 1;
             if let Some(l) = &self.items {
                 l.take(pending.len() as u64).await;
             }
-            if let Some(l) = &self.units {
-                l.take(pending.iter().map(|r| r.write_units).sum()).await;
+            self.ctl
+                .take(pending.iter().map(|r| r.write_units).sum())
+                .await;
+            let result = self.call(&pending).await;
+            let throttled = result.throttled();
+            if throttled {
+                self.ctl.on_throttle(Instant::now());
             }
-            let (result, code) = self.call(&pending).await;
-            let throttled = result.throttled(code.as_deref());
             let (action, done) = decide(pending, result);
-            for r in &done {
-                let c = self.stats.entity(r.entity);
-                let counter = match (r.counted, r.op) {
-                    (true, Op::Put) => &c.written,
-                    (true, Op::Delete) => &c.deleted,
-                    (false, _) => &c.stale_deleted,
-                };
-                RunStats::add(counter, 1);
-                RunStats::add(&c.estimated_wcu, r.write_units);
-            }
+            self.count_done(&done);
             let (again, message) = match action {
                 RetryAction::Successful => return Ok(None),
                 RetryAction::RetryPartial(again) => (again, "unprocessed items".to_string()),
                 RetryAction::Retry(all, message) => (all, message),
                 RetryAction::Split(all, _) if may_split => return Ok(Some(all)),
                 RetryAction::Stop(all, message) => {
-                    if let Ok(mut f) = self.fatal.lock() {
-                        f.get_or_insert_with(|| message.clone());
-                    }
-                    let _ = self.on_fatal.send(true);
-                    self.give_up(
-                        all,
-                        &format!("BatchWriteItem failed, and the run stopped: {message}"),
-                    )
-                    .await?;
+                    let why = format!("BatchWriteItem failed, and the run stopped: {message}");
+                    self.stop(&why);
+                    self.record(all, Stage::Unwritten, &why).await?;
                     return Ok(None);
                 }
                 RetryAction::Split(all, message) | RetryAction::DontRetry(all, message) => {
-                    self.give_up(all, &format!("BatchWriteItem rejected it: {message}"))
-                        .await?;
+                    let why = format!("BatchWriteItem rejected it: {message}");
+                    self.record(all, Stage::Write, &why).await?;
                     return Ok(None);
                 }
             };
-            for r in &again {
-                let c = self.stats.entity(r.entity);
-                RunStats::add(&c.retries, 1);
-                if throttled {
-                    RunStats::add(&c.throttles, 1);
-                }
-            }
-            if attempt >= self.cfg.max_attempts {
-                let reason = format!("retries exhausted after {attempt} attempts; last: {message}");
-                self.give_up(again, &reason).await?;
+            self.count_retry(&again, throttled);
+            if let Some(stalled) = self.stalled() {
+                let why = format!(
+                    "no write succeeded for {} s (--stall-timeout); last error: {message}",
+                    stalled.as_secs()
+                );
+                self.stop(&why);
+                self.record(again, Stage::Unwritten, &why).await?;
                 return Ok(None);
             }
             pending = again;
@@ -372,9 +418,65 @@ impl Shared {
         }
     }
 
-    /// Sends one BatchWriteItem call for `pending`; the result and the
-    /// error code, if any.
-    async fn call(&self, pending: &[WriteRequest]) -> (CallResult, Option<String>) {
+    fn stop_reason(&self) -> Option<String> {
+        self.stopped.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Stops the run: the first reason stays.
+    fn stop(&self, why: &str) {
+        if let Ok(mut s) = self.stopped.lock() {
+            s.get_or_insert_with(|| why.to_string());
+        }
+        let _ = self.on_stop.send(true);
+    }
+
+    /// How long no write has succeeded, when that is past the patience
+    /// (the stall timeout, or [`DRAIN_STALL`] after a signal).
+    fn stalled(&self) -> Option<Duration> {
+        let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
+        let since = self.started.elapsed().saturating_sub(last);
+        let mut patience = self.cfg.stall_timeout;
+        if *self.shutdown.borrow() {
+            patience = patience.min(DRAIN_STALL);
+        }
+        (since >= patience).then_some(since)
+    }
+
+    fn count_done(&self, done: &[WriteRequest]) {
+        if done.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let ms = now.saturating_duration_since(self.started).as_millis() as u64;
+        self.last_progress_ms.fetch_max(ms, Ordering::Relaxed);
+        let mut units = 0;
+        for r in done {
+            let c = self.stats.entity(r.entity);
+            let counter = match (r.counted, r.op) {
+                (true, Op::Put) => &c.written,
+                (true, Op::Delete) => &c.deleted,
+                (false, _) => &c.stale_deleted,
+            };
+            RunStats::add(counter, 1);
+            RunStats::add(&c.estimated_wcu, r.write_units);
+            units += r.write_units;
+        }
+        self.ctl.on_success(done.len() as u64, units, now);
+    }
+
+    fn count_retry(&self, again: &[WriteRequest], throttled: bool) {
+        for r in again {
+            let c = self.stats.entity(r.entity);
+            RunStats::add(&c.retries, 1);
+            if throttled {
+                RunStats::add(&c.throttles, 1);
+            }
+        }
+    }
+
+    /// Sends one BatchWriteItem call for `pending`. The SDK makes one
+    /// attempt: every throttle reaches the controller, and the retry is ours.
+    async fn call(&self, pending: &[WriteRequest]) -> CallResult {
         let requests: Result<Vec<SdkWriteRequest>, _> = pending
             .iter()
             .map(|r| match r.op {
@@ -391,21 +493,21 @@ impl Shared {
         let requests = match requests {
             Ok(r) => r,
             Err(e) => {
-                let message = format!("could not build the request: {e}");
-                return (
-                    CallResult::Err {
-                        class: ErrorClass::Invalid,
-                        message,
-                    },
-                    None,
-                );
+                return CallResult::Err {
+                    class: ErrorClass::Invalid,
+                    message: format!("could not build the request: {e}"),
+                }
             }
         };
+        let one_attempt = aws_sdk_dynamodb::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled());
         let out = self
             .client
             .batch_write_item()
             .request_items(&self.cfg.table, requests)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .customize()
+            .config_override(one_attempt)
             .send()
             .await;
         match out {
@@ -432,27 +534,12 @@ impl Shared {
                             .collect()
                     })
                     .unwrap_or_default();
-                (CallResult::Ok { unprocessed_keys }, None)
+                CallResult::Ok { unprocessed_keys }
             }
-            Err(e) => {
-                let code = crate::aws::error_code(&e);
-                let transient = matches!(
-                    e,
-                    aws_sdk_dynamodb::error::SdkError::TimeoutError(_)
-                        | aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)
-                        | aws_sdk_dynamodb::error::SdkError::ResponseError(_)
-                ) || e
-                    .raw_response()
-                    .is_some_and(|r| r.status().is_server_error());
-                let class = classify(code.as_deref(), transient);
-                (
-                    CallResult::Err {
-                        class,
-                        message: crate::aws::describe_error(&e),
-                    },
-                    code,
-                )
-            }
+            Err(e) => CallResult::Err {
+                class: classify_sdk(&e),
+                message: crate::aws::describe_error(&e),
+            },
         }
     }
 
@@ -475,12 +562,14 @@ impl Shared {
         }
     }
 
-    async fn give_up(&self, items: Vec<WriteRequest>, reason: &str) -> Result<(), ()> {
+    /// Hands items to the dead-letter task: rejected ones as dead letters,
+    /// ones the stopped run could not write as not written.
+    async fn record(&self, items: Vec<WriteRequest>, stage: Stage, reason: &str) -> Result<(), ()> {
         for r in items {
             let dl = DeadLetter {
                 entity: r.entity,
                 source_key: r.source_key,
-                stage: "write",
+                stage,
                 reason: reason.to_string(),
                 item: r.item,
                 raw: None,
@@ -508,33 +597,6 @@ mod tests {
             wire_bytes: 1,
             write_units: 1,
         }
-    }
-
-    #[test]
-    fn classification_follows_the_documented_lists() {
-        for code in [
-            "ProvisionedThroughputExceededException",
-            "ThrottlingException",
-            "RequestLimitExceeded",
-            "LimitExceededException",
-            "InternalServerError",
-        ] {
-            assert_eq!(classify(Some(code), false), ErrorClass::Retryable, "{code}");
-        }
-        assert_eq!(
-            classify(Some("ValidationException"), false),
-            ErrorClass::Invalid
-        );
-        assert_eq!(
-            classify(Some("ResourceNotFoundException"), false),
-            ErrorClass::Fatal
-        );
-        assert_eq!(
-            classify(Some("AccessDeniedException"), false),
-            ErrorClass::Fatal
-        );
-        assert_eq!(classify(None, true), ErrorClass::Retryable);
-        assert_eq!(classify(None, false), ErrorClass::Fatal);
     }
 
     #[test]
@@ -584,24 +646,10 @@ mod tests {
         let (a, _) = decide(
             vec![req("a")],
             CallResult::Err {
-                class: ErrorClass::Retryable,
+                class: ErrorClass::Retryable { throttle: false },
                 message: "slow".into(),
             },
         );
         assert_eq!(a, RetryAction::Retry(vec![req("a")], "slow".into()));
-    }
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        let base = Duration::from_millis(50);
-        let max = Duration::from_secs(2);
-        for attempt in 1..40 {
-            let d = backoff(attempt, base, max);
-            assert!(d <= max);
-            assert!(d <= base * 2u32.saturating_pow(attempt.min(20)));
-        }
-        let draws: std::collections::HashSet<Duration> =
-            (0..20).map(|_| backoff(5, base, max)).collect();
-        assert!(draws.len() > 1, "full jitter draws differ");
     }
 }

@@ -10,14 +10,20 @@
 //! and the records go out in small batches through the bounded channel, so
 //! memory stays flat however large the export. A bad file is an error
 //! naming it and the line; a bad item in a good file is a record the
-//! transform dead-letters.
+//! transform dead-letters. A transient failure while reading from S3 (a
+//! reset, a 5xx, a body cut short) re-opens the object and reads it again
+//! from the start, skipping the records already sent, for as long as the
+//! stall timeout allows; a shutdown stops a file at its next record.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use md5::{Digest as _, Md5};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::retry::{classify_sdk, Patience};
 
 use super::{SourceBatch, SourceMsg, SourceRecord};
 use crate::export::{
@@ -48,27 +54,45 @@ impl Store {
         &self,
         obj: &Object,
     ) -> Result<Option<Box<dyn AsyncRead + Send + Unpin>>, ExportError> {
+        match self.open_sized(obj).await {
+            Ok(o) => Ok(o.map(|o| o.reader)),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// Opens an object with its length, telling a transient failure apart.
+    async fn open_sized(&self, obj: &Object) -> Result<Option<Opened>, Failure> {
         match obj {
             Object::Local(path) => match tokio::fs::File::open(path).await {
-                Ok(f) => Ok(Some(Box::new(f))),
+                Ok(f) => Ok(Some(Opened {
+                    reader: Box::new(f),
+                    len: None,
+                })),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(ExportError::new(obj.to_string(), e.to_string())),
+                Err(e) => Err(Failure::lasting(ExportError::new(
+                    obj.to_string(),
+                    e.to_string(),
+                ))),
             },
             Object::S3 { bucket, key } => {
                 let out = self
-                    .s3(obj)?
+                    .s3(obj)
+                    .map_err(Failure::lasting)?
                     .get_object()
                     .bucket(bucket)
                     .key(key)
                     .send()
                     .await;
                 match out {
-                    Ok(o) => Ok(Some(Box::new(o.body.into_async_read()))),
+                    Ok(o) => Ok(Some(Opened {
+                        len: o.content_length().and_then(|l| u64::try_from(l).ok()),
+                        reader: Box::new(o.body.into_async_read()),
+                    })),
                     Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                    Err(e) => Err(ExportError::new(
-                        obj.to_string(),
-                        crate::aws::describe_error(&e),
-                    )),
+                    Err(e) => Err(Failure {
+                        transient: classify_sdk(&e).retryable(),
+                        error: ExportError::new(obj.to_string(), crate::aws::describe_error(&e)),
+                    }),
                 }
             }
         }
@@ -304,10 +328,32 @@ async fn check_sidecar(
     Ok(())
 }
 
-/// Hashes the bytes that pass through it.
+/// An object opened for reading, with its length when the store says.
+struct Opened {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    len: Option<u64>,
+}
+
+/// A failure to read a file, and whether another try may succeed.
+struct Failure {
+    error: ExportError,
+    transient: bool,
+}
+
+impl Failure {
+    fn lasting(error: ExportError) -> Failure {
+        Failure {
+            error,
+            transient: false,
+        }
+    }
+}
+
+/// Hashes and counts the bytes that pass through it.
 struct Md5Reader<R> {
     inner: R,
     hasher: Md5,
+    bytes: u64,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
@@ -321,6 +367,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
             this.hasher.update(&buf.filled()[before..]);
+            this.bytes += (buf.filled().len() - before) as u64;
         }
         r
     }
@@ -333,57 +380,123 @@ const BATCH: usize = 256;
 #[derive(Debug, Default)]
 pub struct FileOutcome {
     pub records: u64,
+    /// A shutdown stopped the file before its end.
+    pub interrupted: bool,
     /// Accepted mismatches.
     pub warnings: Vec<String>,
 }
 
-/// Streams one data file into `tx` as records of `entity`.
+/// Where the records of one file go, and what stops or bounds the read.
+pub struct FileSink<'a> {
+    pub entity: usize,
+    pub tx: &'a mpsc::Sender<SourceMsg>,
+    pub on_records: &'a (dyn Fn(usize, u64) + Send + Sync),
+    /// Set on a signal: the file stops at its next record.
+    pub shutdown: Option<&'a watch::Receiver<bool>>,
+    /// How long transient failures are retried without progress.
+    pub stall: Duration,
+}
+
+/// Streams one data file into `out.tx` as records of `out.entity`,
+/// re-reading it after a transient failure and skipping what was sent.
 pub async fn read_file(
     store: &Store,
     export: &Export,
     file: &DataFile,
-    entity: usize,
-    tx: &mpsc::Sender<SourceMsg>,
-    on_records: &(dyn Fn(usize, u64) + Send + Sync),
+    out: &FileSink<'_>,
 ) -> Result<FileOutcome, ExportError> {
+    let mut sent = 0u64;
+    let mut patience = Patience::new(out.stall);
+    loop {
+        let before = sent;
+        let failure = match read_once(store, export, file, out, &mut sent).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(f) if !f.transient => return Err(f.error),
+            Err(f) => f,
+        };
+        if sent > before {
+            patience.success();
+        }
+        match patience.failure() {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => {
+                let mut e = failure.error;
+                e.message = format!(
+                    "{} (retried for {} s without progress; --stall-timeout)",
+                    e.message,
+                    patience.stalled_for().as_secs()
+                );
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// One read of a file from its start; the first `*sent` records were sent
+/// by an earlier read and are skipped unparsed.
+async fn read_once(
+    store: &Store,
+    export: &Export,
+    file: &DataFile,
+    out: &FileSink<'_>,
+    sent: &mut u64,
+) -> Result<FileOutcome, Failure> {
     let name = file.object.to_string();
     let at = |line: usize, message: String| ExportError {
         file: name.clone(),
         line: Some(line),
         message,
     };
-    let reader = store
-        .open(&file.object)
-        .await?
-        .ok_or_else(|| ExportError::new(&name, "missing (named by manifest-files.json)"))?;
+    let opened = store.open_sized(&file.object).await?.ok_or_else(|| {
+        Failure::lasting(ExportError::new(
+            &name,
+            "missing (named by manifest-files.json)",
+        ))
+    })?;
     let hashing = BufReader::with_capacity(
         64 * 1024,
         Md5Reader {
-            inner: reader,
+            inner: opened.reader,
             hasher: Md5::new(),
+            bytes: 0,
         },
     );
     let mut gz = async_compression::tokio::bufread::GzipDecoder::new(hashing);
     gz.multiple_members(true);
     let mut lines = BufReader::with_capacity(64 * 1024, gz).lines();
+    // A body cut short by the network, not a bad file: read it again.
+    let cut_short = |lines: &mut Decoded| opened.len.is_some_and(|len| bytes_read(lines) < len);
+    let skip = *sent;
     let mut outcome = FileOutcome::default();
     let mut batch = Vec::with_capacity(BATCH);
     let mut line_no = 0usize;
     loop {
+        if out.shutdown.is_some_and(|s| *s.borrow()) {
+            outcome.interrupted = true;
+            break;
+        }
         let line = match lines.next_line().await {
             Ok(Some(l)) => l,
             Ok(None) => break,
-            Err(e) => return Err(at(line_no + 1, format!("cannot decompress: {e}"))),
+            Err(e) => {
+                return Err(Failure {
+                    transient: cut_short(&mut lines),
+                    error: at(line_no + 1, format!("cannot decompress: {e}")),
+                })
+            }
         };
         line_no += 1;
         if line.trim().is_empty() {
             continue;
         }
         outcome.records += 1;
+        if outcome.records <= skip {
+            continue;
+        }
         let record = match parse_line(export.format, export.incremental, &line) {
             Ok(Record::Item(i)) => SourceRecord::Item(i),
             Ok(Record::Change { keys, new, old }) => SourceRecord::Change { keys, new, old },
-            Err(LineError::Structure(m)) => return Err(at(line_no, m)),
+            Err(LineError::Structure(m)) => return Err(Failure::lasting(at(line_no, m))),
             Err(LineError::Value(m)) => SourceRecord::Bad {
                 reason: format!("{name}:{line_no}: {m}"),
                 raw: line,
@@ -391,31 +504,70 @@ pub async fn read_file(
         };
         batch.push(record);
         if batch.len() >= BATCH {
-            on_records(entity, batch.len() as u64);
-            let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            tx.send(SourceMsg::Batch(SourceBatch { entity, records }))
-                .await
-                .map_err(|_| ExportError::new(&name, "the pipeline stopped"))?;
+            send(
+                out,
+                &name,
+                std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
+            )
+            .await?;
+            *sent = outcome.records;
         }
     }
     if !batch.is_empty() {
-        on_records(entity, batch.len() as u64);
-        tx.send(SourceMsg::Batch(SourceBatch {
-            entity,
-            records: batch,
-        }))
-        .await
-        .map_err(|_| ExportError::new(&name, "the pipeline stopped"))?;
+        send(out, &name, batch).await?;
+        *sent = outcome.records;
+    }
+    if outcome.interrupted {
+        // Stopped early: the checks below need the whole file.
+        return Ok(outcome);
     }
     // Hash whatever the decoder left unread, then compare.
     let mut hashing = lines.into_inner().into_inner().into_inner();
     let mut rest = Vec::new();
-    hashing
-        .read_to_end(&mut rest)
-        .await
-        .map_err(|e| ExportError::new(&name, e.to_string()))?;
+    hashing.read_to_end(&mut rest).await.map_err(|e| Failure {
+        transient: opened.len.is_some(),
+        error: ExportError::new(&name, e.to_string()),
+    })?;
     let digest = hashing.into_inner().hasher.finalize();
     let got = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+    check_file(export, file, &name, &got, &mut outcome).map_err(Failure::lasting)?;
+    Ok(outcome)
+}
+
+/// The line reader over the gunzipped, hashed bytes of one object.
+type Decoded = tokio::io::Lines<
+    BufReader<
+        async_compression::tokio::bufread::GzipDecoder<
+            BufReader<Md5Reader<Box<dyn AsyncRead + Send + Unpin>>>,
+        >,
+    >,
+>;
+
+/// Bytes of the object read so far.
+fn bytes_read(lines: &mut Decoded) -> u64 {
+    lines.get_mut().get_ref().get_ref().get_ref().bytes
+}
+
+async fn send(out: &FileSink<'_>, name: &str, records: Vec<SourceRecord>) -> Result<(), Failure> {
+    (out.on_records)(out.entity, records.len() as u64);
+    let batch = SourceBatch {
+        entity: out.entity,
+        records,
+    };
+    out.tx
+        .send(SourceMsg::Batch(batch))
+        .await
+        .map_err(|_| Failure::lasting(ExportError::new(name, "the pipeline stopped")))
+}
+
+/// Compares a file read to the end with its manifest entry.
+fn check_file(
+    export: &Export,
+    file: &DataFile,
+    name: &str,
+    got: &str,
+    outcome: &mut FileOutcome,
+) -> Result<(), ExportError> {
     let mut problem = |message: String| -> Result<(), ExportError> {
         if export.accept_mismatch {
             outcome
@@ -424,13 +576,13 @@ pub async fn read_file(
             Ok(())
         } else {
             Err(ExportError::new(
-                &name,
+                name,
                 format!("{message}; pass --accept-export-mismatch to read it anyway"),
             ))
         }
     };
     if let Some(want) = &file.md5 {
-        if *want != got {
+        if want != got {
             problem(format!(
                 "MD5 of the file as read is {got}, manifest-files.json says {want}"
             ))?;
@@ -444,7 +596,7 @@ pub async fn read_file(
             ))?;
         }
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Reads the first `limit` records of an export (for `preview`).
@@ -461,10 +613,16 @@ pub async fn read_first(
         let (tx, mut rx) = mpsc::channel(4);
         let store = store.clone();
         let (export, file) = (export.clone(), file.clone());
-        let task =
-            tokio::spawn(
-                async move { read_file(&store, &export, &file, 0, &tx, &|_, _| {}).await },
-            );
+        let task = tokio::spawn(async move {
+            let out = FileSink {
+                entity: 0,
+                tx: &tx,
+                on_records: &|_, _| {},
+                shutdown: None,
+                stall: Duration::ZERO,
+            };
+            read_file(&store, &export, &file, &out).await
+        });
         while let Some(msg) = rx.recv().await {
             if let SourceMsg::Batch(b) = msg {
                 out.extend(b.records);

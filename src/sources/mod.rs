@@ -388,15 +388,14 @@ pub fn spawn_phase(
                         if *r.shutdown.borrow() {
                             return (entity, Ok(Vec::new()));
                         }
-                        let result = export::read_file(
-                            &r.store,
-                            &export,
-                            &file,
+                        let out = export::FileSink {
                             entity,
-                            &tx,
-                            &*r.on_records,
-                        )
-                        .await;
+                            tx: &tx,
+                            on_records: &*r.on_records,
+                            shutdown: Some(&r.shutdown),
+                            stall: r.scan.stall_timeout,
+                        };
+                        let result = export::read_file(&r.store, &export, &file, &out).await;
                         (
                             entity,
                             result.map(|o| o.warnings).map_err(SourceError::from),

@@ -5,17 +5,23 @@
 //! channel as [`SourceBatch`]es, so a slow sink slows the scan instead of
 //! filling memory. Reads are eventually consistent unless asked otherwise,
 //! and a per-table read-unit limit keeps a production table's traffic
-//! served. A shutdown signal stops reading between pages.
+//! served. A shutdown signal stops reading between pages. A page that
+//! fails with a retryable error (throttling, 5xx, a timeout, a reset) is
+//! asked for again from the same `LastEvaluatedKey`, with backoff, until
+//! the stall timeout passes without a page.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, Select};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{SourceBatch, SourceError, SourceMsg, SourceRecord, TableInfo};
 use crate::item::{item_size, Item};
 use crate::rate::Limit;
+use crate::retry::{classify_sdk, Patience};
 
 /// How a table is scanned.
 #[derive(Debug, Clone)]
@@ -29,6 +35,8 @@ pub struct ScanConfig {
     pub page_limit: Option<i32>,
     /// Read only these attributes (verify's counts); `None` reads whole items.
     pub projection: Option<Vec<String>>,
+    /// How long a segment retries failing pages before the run stops.
+    pub stall_timeout: Duration,
 }
 
 /// The default segment count: one per 2 GB (AWS's advice), at least 4 for a
@@ -123,39 +131,23 @@ async fn scan_segment(
 ) -> Result<u64, SourceError> {
     let mut start_key: Option<Item> = None;
     let mut read = 0u64;
+    let mut patience = Patience::new(cfg.stall_timeout);
     loop {
         if *shutdown.borrow() {
             return Ok(read);
         }
-        let mut req = client
-            .scan()
-            .table_name(table)
-            .consistent_read(cfg.consistent_read)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .set_exclusive_start_key(start_key.take());
-        req = match &cfg.projection {
-            None => req.select(Select::AllAttributes),
-            Some(attrs) => {
-                let mut names = Vec::new();
-                for (i, a) in attrs.iter().enumerate() {
-                    req = req.expression_attribute_names(format!("#p{i}"), a);
-                    names.push(format!("#p{i}"));
-                }
-                req.select(Select::SpecificAttributes)
-                    .projection_expression(names.join(", "))
+        let req = scan_request(client, table, segment, segments, cfg, start_key.clone());
+        let mut page = match req.send().await {
+            Ok(page) => {
+                patience.success();
+                page
+            }
+            Err(e) => {
+                let wait = retry_wait(&e, &mut patience, table, segment)?;
+                tokio::time::sleep(wait).await;
+                continue;
             }
         };
-        if segments > 1 {
-            req = req.segment(segment as i32).total_segments(segments as i32);
-        }
-        if let Some(l) = cfg.page_limit {
-            req = req.limit(l);
-        }
-        let mut page = req.send().await.map_err(|e| SourceError::Scan {
-            table: table.to_string(),
-            segment,
-            message: crate::aws::describe_error(&e),
-        })?;
         // Take the page's items rather than copy them.
         let items = page.items.take().unwrap_or_default();
         let n = items.len() as u64;
@@ -189,6 +181,71 @@ async fn scan_segment(
             _ => return Ok(read),
         }
     }
+}
+
+/// After a failed page: how long to wait before asking again, or the
+/// error that ends the scan (not retryable, or stalled).
+fn retry_wait<E>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    patience: &mut Patience,
+    table: &str,
+    segment: u32,
+) -> Result<Duration, SourceError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut message = crate::aws::describe_error(e);
+    if classify_sdk(e).retryable() {
+        match patience.failure() {
+            Some(wait) => return Ok(wait),
+            None => {
+                let stalled = patience.stalled_for().as_secs();
+                message =
+                    format!("{message} (retried for {stalled} s without a page; --stall-timeout)");
+            }
+        }
+    }
+    Err(SourceError::Scan {
+        table: table.into(),
+        segment,
+        message,
+    })
+}
+
+/// One page's request of one segment.
+fn scan_request(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    segment: u32,
+    segments: u32,
+    cfg: &ScanConfig,
+    start_key: Option<Item>,
+) -> ScanFluentBuilder {
+    let mut req = client
+        .scan()
+        .table_name(table)
+        .consistent_read(cfg.consistent_read)
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .set_exclusive_start_key(start_key);
+    req = match &cfg.projection {
+        None => req.select(Select::AllAttributes),
+        Some(attrs) => {
+            let mut names = Vec::new();
+            for (i, a) in attrs.iter().enumerate() {
+                req = req.expression_attribute_names(format!("#p{i}"), a);
+                names.push(format!("#p{i}"));
+            }
+            req.select(Select::SpecificAttributes)
+                .projection_expression(names.join(", "))
+        }
+    };
+    if segments > 1 {
+        req = req.segment(segment as i32).total_segments(segments as i32);
+    }
+    if let Some(l) = cfg.page_limit {
+        req = req.limit(l);
+    }
+    req
 }
 
 /// Reads at most `limit` items from the start of a table (for `preview`).

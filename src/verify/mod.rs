@@ -299,10 +299,13 @@ impl RateSink<'_> {
             if self.pending[e].len() >= 100 || (force && !self.pending[e].is_empty()) {
                 let batch = std::mem::take(&mut self.pending[e]);
                 let name = &self.ctx.mapping.entities[e].name;
-                let table = &self.ctx.mapping.table.name;
+                let at = sample::Lookup {
+                    client: self.ctx.client,
+                    table: &self.ctx.mapping.table.name,
+                    stall: self.ctx.opts.scan.stall_timeout,
+                };
                 sample::check(
-                    self.ctx.client,
-                    table,
+                    &at,
                     &names,
                     name,
                     &batch,
@@ -618,10 +621,14 @@ pub async fn verify(
             let expected: Vec<Expected> =
                 samples.into_sorted().into_iter().map(|(_, x)| x).collect();
             let mut t = Tally::default();
+            let at = sample::Lookup {
+                client,
+                table: &mapping.table.name,
+                stall: opts.scan.stall_timeout,
+            };
             for chunk in expected.chunks(100) {
                 sample::check(
-                    client,
-                    &mapping.table.name,
+                    &at,
                     &names,
                     &mapping.entities[e].name,
                     chunk,

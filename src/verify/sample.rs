@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::KeysAndAttributes;
 use super::report::{AttributeDiff, Mismatch};
 use crate::item::{differing_attributes, key_display, project, value_to_json, Item};
 use crate::pipeline::PipelineError;
+use crate::retry::{classify_sdk, Patience};
 use crate::sinks::batcher::key_text;
 use crate::sources::SourceError;
 
@@ -108,10 +109,17 @@ pub struct Tally {
     pub changed: u64,
 }
 
+/// Where sampled records are looked up, and how long lookups may keep
+/// failing before verify gives up.
+pub struct Lookup<'a> {
+    pub client: &'a aws_sdk_dynamodb::Client,
+    pub table: &'a str,
+    pub stall: Duration,
+}
+
 /// Fetches the targets of `expected` (all of `entity`) and compares them.
 pub async fn check(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
+    at: &Lookup<'_>,
     key_names: &[&str],
     entity: &str,
     expected: &[Expected],
@@ -122,7 +130,7 @@ pub async fn check(
         .iter()
         .map(|e| project(&e.item, key_names))
         .collect();
-    let found = batch_get(client, table, &keys, key_names).await?;
+    let found = batch_get(at, &keys, key_names).await?;
     for e in expected {
         tally.compared += 1;
         match found.get(&key_text(&e.item, key_names)) {
@@ -167,35 +175,48 @@ pub fn mismatch(entity: &str, key_names: &[&str], e: &Expected, actual: Option<&
     }
 }
 
-/// Fetches items by key, 100 keys a call, resending `UnprocessedKeys` with
-/// backoff. Returns them by key text.
+/// Fetches items by key, 100 keys a call, resending `UnprocessedKeys` and
+/// retrying throttling, 5xx errors and resets with backoff, for as long as
+/// calls make progress within `at.stall`. Returns them by key text.
 pub async fn batch_get(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
+    at: &Lookup<'_>,
     keys: &[Item],
     key_names: &[&str],
 ) -> Result<HashMap<String, Item>, PipelineError> {
+    let table = at.table;
+    let fail = |message: String| SourceError::Scan {
+        table: table.into(),
+        segment: 0,
+        message: format!("BatchGetItem: {message}"),
+    };
     let mut found = HashMap::new();
+    let mut patience = Patience::new(at.stall);
     for chunk in keys.chunks(100) {
         let mut pending: Vec<Item> = chunk.to_vec();
-        let mut attempt = 0u32;
         while !pending.is_empty() {
-            attempt += 1;
             let ka = KeysAndAttributes::builder()
                 .set_keys(Some(pending.clone()))
                 .consistent_read(true)
                 .build()
                 .map_err(|e| PipelineError::Task(e.to_string()))?;
-            let out = client
+            let out = match at
+                .client
                 .batch_get_item()
                 .request_items(table, ka)
                 .send()
                 .await
-                .map_err(|e| SourceError::Scan {
-                    table: table.into(),
-                    segment: 0,
-                    message: format!("BatchGetItem: {}", crate::aws::describe_error(&e)),
-                })?;
+            {
+                Ok(out) => out,
+                Err(e) if classify_sdk(&e).retryable() => {
+                    let message = crate::aws::describe_error(&e);
+                    let wait = patience
+                        .failure()
+                        .ok_or_else(|| fail(format!("{message} (--stall-timeout)")))?;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return Err(fail(crate::aws::describe_error(&e)).into()),
+            };
             for item in out
                 .responses()
                 .and_then(|r| r.get(table))
@@ -204,29 +225,21 @@ pub async fn batch_get(
             {
                 found.insert(key_text(item, key_names), item.clone());
             }
-            pending = out
+            let left = out
                 .unprocessed_keys()
                 .and_then(|u| u.get(table))
                 .map(|k| k.keys().to_vec())
                 .unwrap_or_default();
+            if left.len() < pending.len() {
+                patience.success();
+            }
+            pending = left;
             if !pending.is_empty() {
-                if attempt >= 10 {
-                    return Err(SourceError::Scan {
-                        table: table.into(),
-                        segment: 0,
-                        message: format!(
-                            "BatchGetItem left {} keys unprocessed after {attempt} attempts",
-                            pending.len()
-                        ),
-                    }
-                    .into());
-                }
-                tokio::time::sleep(crate::sinks::writer::backoff(
-                    attempt,
-                    Duration::from_millis(50),
-                    Duration::from_secs(5),
-                ))
-                .await;
+                let n = pending.len();
+                let wait = patience
+                    .failure()
+                    .ok_or_else(|| fail(format!("{n} keys left unprocessed (--stall-timeout)")))?;
+                tokio::time::sleep(wait).await;
             }
         }
     }
