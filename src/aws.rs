@@ -4,8 +4,9 @@
 //! chain (environment, profiles, SSO, instance roles), the region, profile
 //! and endpoint overrides, explicit timeouts (the SDK has no read timeout by
 //! default, so a silent server would hang a run forever) and the SDK's own
-//! retry budget. Our retries of `UnprocessedItems` and of exhausted SDK
-//! retries are the sink's decision, not this module's.
+//! retry budget (3 attempts; BatchWriteItem gets one, so the sink's rate
+//! controller sees every throttle). Which errors are retried after that,
+//! and for how long, is `retry`'s decision, not this module's.
 
 use std::time::Duration;
 

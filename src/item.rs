@@ -454,6 +454,38 @@ pub fn project(item: &Item, names: &[&str]) -> Item {
         .collect()
 }
 
+/// The primary key of a target item as one text, for equality only.
+pub fn key_text(item: &Item, key_names: &[&str]) -> String {
+    let mut out = String::new();
+    for name in key_names {
+        match item.get(*name) {
+            // Writing into a String cannot fail.
+            Some(v) => out.push_str(&serde_json::to_string(&JsonValue(v)).unwrap_or_default()),
+            None => out.push_str("null"),
+        }
+        out.push('\u{1f}');
+    }
+    out
+}
+
+/// The exact length of an item in DynamoDB JSON, as the SDK sends it.
+pub fn wire_bytes(item: &Item) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, &JsonItem(item));
+    c.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,5 +625,11 @@ mod tests {
             let want = a as f64 / 10f64.powi(scale as i32);
             prop_assert!((back - want).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn wire_bytes_is_the_json_length() {
+        let item: Item = [("a".to_string(), AttributeValue::S("é".into()))].into();
+        assert_eq!(wire_bytes(&item), r#"{"a":{"S":"é"}}"#.len());
     }
 }

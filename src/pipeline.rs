@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::item::{item_size, item_to_json, key_display, project, Item};
+use crate::item::{key_text, wire_bytes};
 use crate::mapping::{Entity, Mapping};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
-use crate::sinks::batcher::{key_text, wire_bytes, Op, WriteRequest};
+use crate::sinks::batcher::{Op, WriteRequest};
 use crate::sinks::dead_letter::{self, DeadLetter, Stage};
 use crate::sinks::writer::{SinkIo, SinkMsg};
 use crate::sinks::{table, writer};

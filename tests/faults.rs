@@ -183,17 +183,27 @@ async fn one_invalid_item_gives_exit_3_and_an_allowance_makes_it_0() {
 }
 
 /// Runs a slow migration, sends `signal` once writing has begun, and checks
-/// the run drained: exit 2, a report that reconciles, every item read written.
-async fn drains_on(signal: &str) {
+/// the run drained: exit 2, a report that reconciles, every item read
+/// written. From exports with `export`, so a file stops mid-way.
+async fn drains_on(signal: &str, export: bool) {
     let db = Dynoxide::start();
     let c = client(&db.endpoint).await;
-    let legacy = load_legacy(&c, 6_000, 6, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
+    let mut source = vec![];
+    let total = if export {
+        let data = "--scale 20000 --seed 6 --dirty-rate 0 --exports-only --export-to exp";
+        demo_exports(dir.path(), &db.endpoint, "exports.txt", &args(data));
+        source.extend(["--exports-file", "exports.txt"]);
+        20_000
+    } else {
+        load_legacy(&c, 6_000, 6, 0.0).await.len()
+    };
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_singletable"))
         .current_dir(dir.path())
         .args(["migrate", "--mapping", &m(), "--create-table"])
+        .args(&source)
         .args(args(
-            "--report run.json --write-rate 500 --page-size 25 --segments 1 --quiet",
+            "--report run.json --write-rate 1000 --page-size 25 --segments 1 --quiet",
         ))
         .args(["--endpoint-url", &db.endpoint, "--region", "us-east-1"])
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -222,7 +232,7 @@ async fn drains_on(signal: &str) {
     assert_eq!(report["exit_code"], 2);
     let t = &report["totals"];
     let (read, written) = (t["read"].as_u64().unwrap(), t["written"].as_u64().unwrap());
-    assert!(read < legacy.len() as u64, "it stopped reading early");
+    assert!(read < total as u64, "it stopped reading early: {read}");
     assert_eq!(read, written, "everything read was written");
     assert_eq!(scan_all(&c, TARGET).await.len() as u64, written);
 }
@@ -244,17 +254,23 @@ async fn wait_for_writes(c: &aws_sdk_dynamodb::Client) {
 
 #[tokio::test]
 async fn sigint_drains_and_the_report_reconciles() {
-    drains_on("INT").await;
+    drains_on("INT", false).await;
 }
 
 #[tokio::test]
 async fn sigterm_drains_and_the_report_reconciles() {
-    drains_on("TERM").await;
+    drains_on("TERM", false).await;
+}
+
+/// An export file being read stops at its next record, not at its end.
+#[tokio::test]
+async fn sigterm_stops_export_files_mid_way_and_the_report_reconciles() {
+    drains_on("TERM", true).await;
 }
 
 #[tokio::test]
 async fn sighup_drains_and_the_report_reconciles() {
-    drains_on("HUP").await;
+    drains_on("HUP", false).await;
 }
 
 /// A dead-letter file that cannot be written stops the run with that error,

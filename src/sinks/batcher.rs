@@ -111,40 +111,6 @@ impl Batcher {
     }
 }
 
-/// The primary key of a target item as one text, for equality only.
-pub fn key_text(item: &Item, key_names: &[&str]) -> String {
-    let mut out = String::new();
-    for name in key_names {
-        match item.get(*name) {
-            // Writing into a String cannot fail.
-            Some(v) => {
-                out.push_str(&serde_json::to_string(&crate::item::JsonValue(v)).unwrap_or_default())
-            }
-            None => out.push_str("null"),
-        }
-        out.push('\u{1f}');
-    }
-    out
-}
-
-/// The exact length of an item in DynamoDB JSON, as the SDK sends it.
-pub fn wire_bytes(item: &Item) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, &crate::item::JsonItem(item));
-    c.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,12 +175,6 @@ mod tests {
             batches.iter().map(Vec::len).collect::<Vec<_>>(),
             vec![2, 2, 1]
         );
-    }
-
-    #[test]
-    fn wire_bytes_is_the_json_length() {
-        let item: Item = [("a".to_string(), AttributeValue::S("é".into()))].into();
-        assert_eq!(wire_bytes(&item), r#"{"a":{"S":"é"}}"#.len());
     }
 
     proptest! {

@@ -319,21 +319,28 @@ mod tests {
         // Within a second of the cut: no raise.
         c.on_success(25, 25, at(t0, 500));
         assert_eq!(c.rate(), Some(500.0));
-        // A second later: one step (the floor step, nothing measured yet).
+        // A second later: one step, a tenth of the rate (no better second
+        // was measured yet).
         c.on_success(25, 25, at(t0, 1_000));
-        assert_eq!(c.rate(), Some(500.0 + MIN_STEP));
+        assert_eq!(c.rate(), Some(550.0));
         assert_eq!(c.in_flight_limit(), 5);
         c.on_success(25, 25, at(t0, 1_500));
-        assert_eq!(
-            c.rate(),
-            Some(500.0 + MIN_STEP),
-            "at most one raise a second"
-        );
+        assert_eq!(c.rate(), Some(550.0), "at most one raise a second");
         for s in 2..200 {
             c.on_success(25, 25, at(t0, s * 1_000));
         }
         assert_eq!(c.rate(), Some(1000.0), "the ceiling holds");
         assert_eq!(c.in_flight_limit(), 8);
+    }
+
+    #[test]
+    fn a_rate_at_the_floor_climbs_by_the_smallest_step() {
+        let t0 = Instant::now();
+        let c = Controller::new(None, 8, t0);
+        c.on_throttle(at(t0, 0));
+        assert_eq!(c.rate(), Some(MIN_RATE), "nothing measured: the floor");
+        c.on_success(1, 1, at(t0, 1_000));
+        assert_eq!(c.rate(), Some(MIN_RATE + MIN_STEP));
     }
 
     #[test]

@@ -30,9 +30,10 @@ use aws_sdk_dynamodb::types::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::batcher::{key_text, Batch, Batcher, Op, WriteRequest};
+use super::batcher::{Batch, Batcher, Op, WriteRequest};
 use super::dead_letter::{DeadLetter, Stage};
 use super::rate::Controller;
+use crate::item::key_text;
 use crate::rate::Limit;
 use crate::report::RunStats;
 use crate::retry::{backoff, classify_sdk, ErrorClass};

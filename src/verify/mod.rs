@@ -29,10 +29,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 pub use report::{AttributeDiff, Digest, EntityCheck, Mismatch, Parameters, VerifyReport};
 pub use sample::{seeded_hash, BottomK};
 
+use crate::item::key_text;
 use crate::item::{key_display, project, Item};
 use crate::mapping::Mapping;
 use crate::pipeline::PipelineError;
-use crate::sinks::batcher::key_text;
 use crate::sources::export::Store;
 use crate::sources::scan::{self, ScanConfig};
 use crate::sources::{

@@ -15,10 +15,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
 use super::report::{AttributeDiff, Mismatch};
+use crate::item::key_text;
 use crate::item::{differing_attributes, key_display, project, value_to_json, Item};
 use crate::pipeline::PipelineError;
 use crate::retry::{classify_sdk, Patience};
-use crate::sinks::batcher::key_text;
 use crate::sources::SourceError;
 
 /// A 64-bit FNV-1a hash of `bytes` under `seed`, finished with a
