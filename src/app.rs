@@ -107,6 +107,7 @@ fn source_options(a: &SourceArgs) -> Result<SourceOptions> {
         exports: lines,
         scan_missing: a.scan_missing,
         accept_mismatch: a.accept_export_mismatch,
+        accept_gaps: a.accept_export_gaps,
     })
 }
 

@@ -103,6 +103,12 @@ pub struct SourceArgs {
     /// manifests; each mismatch is recorded in the report.
     #[arg(long)]
     pub accept_export_mismatch: bool,
+    /// Read a table's exports even when they do not chain: a gap between the
+    /// full export and the first incremental (or between incrementals), an
+    /// overlap, an incremental older than the full export. Each is recorded
+    /// in the report.
+    #[arg(long)]
+    pub accept_export_gaps: bool,
 }
 
 /// How the legacy tables are read.

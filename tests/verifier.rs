@@ -46,10 +46,33 @@ async fn sample_and_full_name_every_planted_difference_and_nothing_else() {
     ] {
         let (code, report, out) = verify(d, &db.endpoint, mode);
         assert_eq!(code, 0, "{mode:?}: {out}");
-        assert_eq!(report["verdict"], "match");
+        let md = std::fs::read_to_string(d.join("verify.md")).unwrap();
+        if mode == ["--full"] {
+            // Only a full comparison says MATCH.
+            assert_eq!(report["verdict"], "match");
+            assert!(
+                md.contains("**Verdict: MATCH: every record compared"),
+                "{md}"
+            );
+            assert!(out.contains("message: match: all "), "{out}");
+        } else {
+            assert_eq!(report["verdict"], "sample-match");
+            assert!(md.contains("**Verdict: SAMPLE MATCHED"), "{md}");
+            assert!(!out.contains("verdict: MATCH"), "{out}");
+        }
     }
-    let md = std::fs::read_to_string(d.join("verify.md")).unwrap();
-    assert!(md.contains("**Verdict: MATCH"), "{md}");
+    let (_, _, out) = verify(d, &db.endpoint, &["--sample", "50"]);
+    let line = out
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("message: sample matched: 50 of ")
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("at 95% confidence, fewer than 5.82% of records differ"),
+        "{line}"
+    );
 
     // Plant one of each.
     let t = TARGET;
@@ -113,6 +136,9 @@ async fn sample_and_full_name_every_planted_difference_and_nothing_else() {
         .unwrap();
 
     let (code, report, out) = verify(d, &db.endpoint, &["--full"]);
+    if std::env::var_os("SHOW_VERIFY").is_some() {
+        eprintln!("{out}");
+    }
     assert_eq!(code, 1, "{out}");
     assert_eq!(
         kinds(&report),

@@ -174,6 +174,8 @@ pub struct Export {
     pub has_old_images: bool,
     /// The time its data is as of, for ordering incrementals.
     pub as_of: String,
+    /// An incremental export's window start (`exportFromTime`).
+    pub from_time: Option<String>,
     /// The summary's item count (None without manifests).
     pub item_count: Option<u64>,
     pub files: Vec<DataFile>,
@@ -220,6 +222,7 @@ pub async fn open(
             incremental: false,
             has_old_images: true,
             as_of: String::new(),
+            from_time: None,
             item_count: None,
             files,
             accept_mismatch,
@@ -296,6 +299,7 @@ pub async fn open(
         incremental: summary.incremental(),
         has_old_images: summary.has_old_images(),
         as_of: summary.as_of().to_string(),
+        from_time: summary.export_from_time.clone(),
         item_count: summary.item_count.or(Some(listed)),
         files,
         accept_mismatch,

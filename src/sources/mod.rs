@@ -105,6 +105,8 @@ pub enum SourceError {
         keys: String,
         missing: String,
     },
+    #[error("table {table}: the exports do not chain: {problems}; pass --accept-export-gaps to read them anyway")]
+    ExportChain { table: String, problems: String },
     #[error("a source task failed: {0}")]
     Task(String),
 }
@@ -213,6 +215,8 @@ pub struct SourceOptions {
     pub scan_missing: bool,
     /// Accept checksum and count mismatches in exports, as warnings.
     pub accept_mismatch: bool,
+    /// Accept export chains with gaps or overlaps, as warnings.
+    pub accept_gaps: bool,
 }
 
 /// Decides where each entity is read from, checking everything that can be
@@ -282,12 +286,89 @@ pub async fn plan(
             });
         }
         incrementals.sort_by(|a, b| a.as_of.cmp(&b.as_of));
+        let problems = chain_problems(full.last(), &incrementals);
+        if !problems.is_empty() {
+            if !opts.accept_gaps {
+                return Err(SourceError::ExportChain {
+                    table: entity.source_table.clone(),
+                    problems: problems.join("; "),
+                });
+            }
+            warnings.extend(problems.into_iter().map(|p| {
+                format!(
+                    "{}: {p} (accepted: --accept-export-gaps)",
+                    entity.source_table
+                )
+            }));
+        }
         plan.push(EntitySource::Export {
             full: full.pop(),
             incrementals,
         });
     }
     Ok((plan, warnings))
+}
+
+/// What is wrong with a table's chain of exports: the full export's time,
+/// then each incremental's window `[exportFromTime, exportToTime)`, must
+/// follow on without a gap (changes in neither export) or an overlap, and
+/// no incremental may end before the full export (it would roll data back).
+pub fn chain_problems(
+    full: Option<&export::Export>,
+    incrementals: &[export::Export],
+) -> Vec<String> {
+    let windows: Vec<(&str, Option<&str>, &str)> = incrementals
+        .iter()
+        .map(|e| (e.label.as_str(), e.from_time.as_deref(), e.as_of.as_str()))
+        .collect();
+    chain_windows(full.map(|f| (f.label.as_str(), f.as_of.as_str())), &windows)
+}
+
+/// [`chain_problems`] on (label, time) and (label, from, to) alone.
+pub fn chain_windows(
+    full: Option<(&str, &str)>,
+    incrementals: &[(&str, Option<&str>, &str)],
+) -> Vec<String> {
+    let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let mut problems = Vec::new();
+    let Some(first) = incrementals.first() else {
+        return problems;
+    };
+    let mut prev = match full {
+        Some((label, t)) => match time(t) {
+            Some(at) => (label.to_string(), at),
+            None => {
+                problems.push(format!("the full export {label} does not say when it was taken, so the incremental exports cannot be placed after it"));
+                return problems;
+            }
+        },
+        None => {
+            problems.push(format!("incremental export {} has no full export before it: the state it starts from is unknown", first.0));
+            return problems;
+        }
+    };
+    for (label, from, to) in incrementals {
+        let (Some(from), Some(to)) = (from.and_then(time), time(to)) else {
+            problems.push(format!(
+                "incremental export {label} has no readable exportFromTime/exportToTime"
+            ));
+            continue;
+        };
+        let (prev_label, prev_to) = &prev;
+        let secs = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
+        if to <= *prev_to {
+            problems.push(format!("incremental export {label} ends at {to}, before {prev_label} (as of {prev_to}): it would roll data back"));
+        } else if from > *prev_to {
+            problems.push(format!("a gap of {} s between {prev_label} (as of {prev_to}) and {label} (from {from}): writes from {prev_to} to {from} are in neither export", secs(from - *prev_to)));
+        } else if from < *prev_to {
+            problems.push(format!(
+                "{label} (from {from}) overlaps {prev_label} (as of {prev_to}) by {} s",
+                secs(*prev_to - from)
+            ));
+        }
+        prev = (label.to_string(), to);
+    }
+    problems
 }
 
 /// With the NEW_IMAGE view a delete has only the legacy keys: the target's
@@ -405,5 +486,60 @@ pub fn spawn_phase(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: (&str, &str) = ("full", "2026-01-14T10:18:50.622Z");
+
+    #[test]
+    fn a_chain_without_gaps_is_accepted() {
+        let incs = [
+            (
+                "a",
+                Some("2026-01-14T10:18:50.622Z"),
+                "2026-01-14T10:35:00Z",
+            ),
+            (
+                "b",
+                Some("2026-01-14T10:35:00.000Z"),
+                "2026-01-14T10:50:00Z",
+            ),
+        ];
+        assert!(chain_windows(Some(FULL), &incs).is_empty());
+        assert!(chain_windows(Some(FULL), &[]).is_empty());
+    }
+
+    #[test]
+    fn gaps_overlaps_and_older_incrementals_are_named() {
+        let gap = [(
+            "a",
+            Some("2026-01-14T10:20:00.000Z"),
+            "2026-01-14T10:35:00Z",
+        )];
+        let p = chain_windows(Some(FULL), &gap);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("a gap of 69.378 s between full"), "{p:?}");
+        assert!(
+            p[0].contains("and a (from 2026-01-14 10:20:00 +00:00)"),
+            "{p:?}"
+        );
+        let older = [("old", Some("2026-01-14T09:00:00Z"), "2026-01-14T10:00:00Z")];
+        assert!(chain_windows(Some(FULL), &older)[0].contains("roll data back"));
+        let overlap = [
+            (
+                "a",
+                Some("2026-01-14T10:18:50.622Z"),
+                "2026-01-14T10:35:00Z",
+            ),
+            ("b", Some("2026-01-14T10:30:00Z"), "2026-01-14T10:50:00Z"),
+        ];
+        assert!(chain_windows(Some(FULL), &overlap)[0]
+            .contains("b (from 2026-01-14 10:30:00 +00:00) overlaps a"));
+        let alone = [("a", Some("2026-01-14T10:20:00Z"), "2026-01-14T10:35:00Z")];
+        assert!(chain_windows(None, &alone)[0].contains("no full export"));
     }
 }

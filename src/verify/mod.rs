@@ -660,13 +660,20 @@ pub async fn verify(
         check.ok = check.target_items == put
             && check.missing == 0
             && check.changed == 0
-            && check.extra == 0;
+            && check.extra == 0
+            && check.unresolved == 0;
     }
-    let verdict = if checks.iter().all(|c| c.ok) && targets.unmapped.is_empty() {
+    let verdict = if !checks.iter().all(|c| c.ok) || !targets.unmapped.is_empty() {
+        "differs"
+    } else if mode == "full" {
         "match"
     } else {
-        "differs"
+        "sample-match"
     };
+    let verdict_lines = checks
+        .iter()
+        .map(|c| report::verdict_line(c, mode == "full"))
+        .collect();
     let not_listed = mismatches.len().saturating_sub(opts.max_listed) as u64;
     mismatches.truncate(opts.max_listed);
     Ok(VerifyReport {
@@ -689,5 +696,6 @@ pub async fn verify(
         mismatches_not_listed: not_listed,
         warnings,
         verdict: verdict.into(),
+        verdict_lines,
     })
 }

@@ -113,8 +113,54 @@ pub struct VerifyReport {
     /// Warnings from the sources (accepted export mismatches, exports
     /// without manifests).
     pub warnings: Vec<String>,
-    /// `match` or `differs`.
+    /// `match` (full mode: every record compared, nothing differs or is
+    /// unresolved), `sample-match` (a sample matched: what it rules out is
+    /// in `verdict_lines`) or `differs`.
     pub verdict: String,
+    /// The verdict in words, one line per entity: what was compared.
+    pub verdict_lines: Vec<String>,
+}
+
+/// The share of records that could differ, at 95% confidence, when `n`
+/// records drawn at random all matched: 1 - 0.05^(1/n) (about 3/n).
+pub fn upper_bound_95(n: u64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    1.0 - 0.05f64.powf(1.0 / n as f64)
+}
+
+/// What a clean comparison of `e` says, in words.
+pub fn verdict_line(e: &EntityCheck, full: bool) -> String {
+    let n = e.expected_in_target;
+    if !e.ok {
+        let unresolved = if e.unresolved > 0 {
+            format!(", {} unresolved", e.unresolved)
+        } else {
+            String::new()
+        };
+        return format!(
+            "{}: DIFFERS: {} missing, {} extra, {} changed{unresolved}, {} in the target against {n} expected",
+            e.entity, e.missing, e.extra, e.changed, e.target_items
+        );
+    }
+    if full {
+        return format!(
+            "{}: match: all {n} records compared by digest, 0 differences",
+            e.entity
+        );
+    }
+    let rules_out = if e.sampled >= n {
+        "every record was in the sample".to_string()
+    } else {
+        // Rounded up: it is an upper bound.
+        let percent = (10_000.0 * upper_bound_95(e.sampled)).ceil() / 100.0;
+        format!("at 95% confidence, fewer than {percent:.2}% of records differ")
+    };
+    format!(
+        "{}: sample matched: {} of {n} records compared, 0 differences ({rules_out}); counts equal",
+        e.entity, e.sampled
+    )
 }
 
 fn show(v: &Option<serde_json::Value>) -> String {
@@ -124,8 +170,17 @@ fn show(v: &Option<serde_json::Value>) -> String {
 }
 
 impl VerifyReport {
+    /// True for `match` and `sample-match` (exit 0).
     pub fn matches(&self) -> bool {
-        self.verdict == "match"
+        self.verdict != "differs"
+    }
+
+    fn headline(&self) -> &'static str {
+        match self.verdict.as_str() {
+            "match" => "MATCH: every record compared in full, none differs, none unresolved",
+            "sample-match" => "SAMPLE MATCHED: the counts agree and the sampled records match; records outside the sample were not compared",
+            _ => "DIFFERS",
+        }
     }
 
     /// The terminal summary.
@@ -185,7 +240,10 @@ impl VerifyReport {
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
-        out.push_str(&format!("verdict: {}\n", self.verdict.to_uppercase()));
+        for line in &self.verdict_lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out.push_str(&format!("verdict: {}\n", self.headline()));
         out
     }
 
@@ -193,14 +251,11 @@ impl VerifyReport {
     pub fn render_markdown(&self) -> String {
         let p = &self.parameters;
         let mut md = format!("# Verification of `{}`\n\n", self.target_table);
-        md.push_str(&format!(
-            "**Verdict: {}**\n\n",
-            if self.matches() {
-                "MATCH: the target holds exactly what the mapping makes of the source"
-            } else {
-                "DIFFERS"
-            }
-        ));
+        md.push_str(&format!("**Verdict: {}**\n\n", self.headline()));
+        for line in &self.verdict_lines {
+            md.push_str(&format!("- {line}\n"));
+        }
+        md.push('\n');
         md.push_str("## Parameters\n\n| | |\n|---|---|\n");
         md.push_str(&format!(
             "| mapping | `{}` |\n| target table | `{}` |\n| mode | {} |\n",
@@ -295,5 +350,36 @@ impl VerifyReport {
             }
         }
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_sample_rules_out_about_three_over_n() {
+        assert!((upper_bound_95(1000) - 0.002991).abs() < 1e-5);
+        assert_eq!(upper_bound_95(0), 1.0);
+        let e = EntityCheck {
+            entity: "message".into(),
+            expected_in_target: 6287,
+            target_items: 6287,
+            sampled: 1000,
+            matched: 1000,
+            ok: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            verdict_line(&e, false),
+            "message: sample matched: 1000 of 6287 records compared, 0 differences (at 95% confidence, fewer than 0.30% of records differ); counts equal"
+        );
+        assert!(verdict_line(&e, true).contains("all 6287 records compared"));
+        let bad = EntityCheck {
+            unresolved: 4,
+            ok: false,
+            ..e
+        };
+        assert!(verdict_line(&bad, true).contains("4 unresolved"));
     }
 }

@@ -126,8 +126,12 @@ pub async fn check(
     tally: &mut Tally,
     mismatches: &mut Vec<Mismatch>,
 ) -> Result<(), PipelineError> {
+    // Two records may make one key (a collision): AWS rejects a
+    // BatchGetItem that names a key twice, so each key is asked for once.
+    let mut seen = std::collections::HashSet::new();
     let keys: Vec<Item> = expected
         .iter()
+        .filter(|e| seen.insert(key_text(&e.item, key_names)))
         .map(|e| project(&e.item, key_names))
         .collect();
     let found = batch_get(at, &keys, key_names).await?;
