@@ -135,8 +135,15 @@ fn migrate_options(a: &MigrateArgs) -> Result<MigrateOptions> {
         dead_letter: a.dead_letter.clone(),
         allow_dead_letters: a.allow_dead_letters,
         rate_sample_every: a.rate_sample_interval,
+        skip_data_check: a.skip_data_check,
         quiet: a.aws.quiet,
     })
+}
+
+/// The export store, spooling S3 data files as the source arguments say.
+fn store(s3: aws_sdk_s3::Client, a: &SourceArgs) -> Store {
+    let spool = crate::sources::proof::Spool::new(a.spool_dir.clone(), a.spool_limit_mb);
+    Store::new(Some(s3)).with_spool(spool)
 }
 
 async fn migrate(a: &MigrateArgs) -> Result<i32> {
@@ -145,7 +152,7 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
     let (client, s3) = clients(&a.aws, None).await;
     run_migrate(
         &client,
-        &Store::new(Some(s3)),
+        &store(s3, &a.sources),
         &mapping,
         &opts,
         a.report.as_deref(),
@@ -181,7 +188,15 @@ async fn preview(a: &PreviewArgs) -> Result<i32> {
     let (client, s3) = clients(&a.aws, None).await;
     print!(
         "{}",
-        pipeline::preview(&client, &Store::new(Some(s3)), &mapping, &sources, a.limit).await?
+        pipeline::preview(
+            &client,
+            &store(s3, &a.sources),
+            &mapping,
+            &sources,
+            a.limit,
+            a.skip_data_check
+        )
+        .await?
     );
     Ok(EXIT_OK)
 }
@@ -211,7 +226,7 @@ async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
     let (client, s3) = clients(&a.aws, None).await;
     run_verify(
         &client,
-        &Store::new(Some(s3)),
+        &store(s3, &a.sources),
         &mapping,
         &opts,
         a.report.as_deref(),
@@ -388,7 +403,7 @@ async fn demo_steps(
     let scan_only = SourceOptions::default();
     print!(
         "{}",
-        pipeline::preview(client, &store, mapping, &scan_only, 2).await?
+        pipeline::preview(client, &store, mapping, &scan_only, 2, false).await?
     );
 
     eprintln!("\n== 3. migrate --create-table");
@@ -413,6 +428,7 @@ async fn demo_steps(
         // Some dirty rows are there to be dead-lettered: exactly those.
         allow_dead_letters: crate::report::Allowance::Count(unwritable),
         rate_sample_every: Duration::from_secs(2),
+        skip_data_check: false,
         quiet: a.quiet,
     };
     eprintln!(

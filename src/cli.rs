@@ -109,6 +109,14 @@ pub struct SourceArgs {
     /// in the report.
     #[arg(long)]
     pub accept_export_gaps: bool,
+    /// Folder where S3 data files are downloaded and proven (MD5, record
+    /// count) before any record of them is written (default: the system's
+    /// temp folder).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// The most the spool holds at once, in MiB (a download waits for room).
+    #[arg(long, value_name = "MIB", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub spool_limit_mb: u32,
 }
 
 /// How the legacy tables are read.
@@ -205,6 +213,10 @@ pub struct MigrateArgs {
     /// share of the items read (0.5%). More gives exit 3.
     #[arg(long, value_name = "N|N%", default_value = "0")]
     pub allow_dead_letters: Allowance,
+    /// Do not check the mapping against the first items of each source
+    /// (attributes it names that none of them has stop the run).
+    #[arg(long)]
+    pub skip_data_check: bool,
     /// How often the achieved write rate is sampled for the report.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
     pub rate_sample_interval: Duration,
@@ -221,6 +233,9 @@ pub struct PreviewArgs {
     /// Items shown per legacy table.
     #[arg(long, short = 'n', value_name = "N", default_value_t = 3)]
     pub limit: usize,
+    /// Do not check the mapping against the first items of each source.
+    #[arg(long)]
+    pub skip_data_check: bool,
 }
 
 #[derive(Debug, Clone, Args)]

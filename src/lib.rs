@@ -21,6 +21,7 @@ pub mod progress;
 pub mod rate;
 pub mod report;
 pub mod retry;
+pub mod seen;
 pub mod sinks;
 pub mod sources;
 pub mod transform;

@@ -24,14 +24,15 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::item::{item_size, item_to_json, key_display, project, Item};
 use crate::item::{key_text, wire_bytes};
-use crate::mapping::{Entity, Mapping};
+use crate::mapping::{data_check, Entity, Mapping};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
+use crate::seen::SeenKeys;
 use crate::sinks::batcher::{Op, WriteRequest};
 use crate::sinks::dead_letter::{self, DeadLetter, Stage};
 use crate::sinks::writer::{SinkIo, SinkMsg};
 use crate::sinks::{table, writer};
-use crate::sources::export::{self, Store};
-use crate::sources::scan::{self, ScanConfig};
+use crate::sources::export::Store;
+use crate::sources::scan::ScanConfig;
 use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions, SourceRecord};
 use crate::transform::{indexes_landed_in, target_key, transform, Outcome};
 
@@ -59,6 +60,8 @@ pub struct MigrateOptions {
     pub allow_dead_letters: Allowance,
     /// How often the achieved write rate is sampled for the report.
     pub rate_sample_every: Duration,
+    /// Do not check the mapping against a sample of the data first.
+    pub skip_data_check: bool,
     pub quiet: bool,
 }
 
@@ -77,8 +80,41 @@ pub enum PipelineError {
     NotReconciled,
     #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
     Interrupted,
+    #[error("the mapping names attributes the data does not have (checked against the first {DATA_CHECK_SAMPLE} items of each source):\n{0}\nfix the mapping, or pass --skip-data-check")]
+    DataCheck(String),
     #[error("a pipeline task failed: {0}")]
     Task(String),
+}
+
+/// How long `preview` retries failing reads (it has no --stall-timeout).
+const PREVIEW_STALL: Duration = Duration::from_secs(600);
+
+/// Items of each source the mapping is checked against before a run.
+pub const DATA_CHECK_SAMPLE: usize = 250;
+
+/// Checks the attributes the mapping names against the first items of
+/// each source; an attribute none of them has stops the run before
+/// anything is written. Returns the warnings (attributes some items lack).
+pub async fn check_data(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    plan: &[EntitySource],
+    stall: Duration,
+) -> Result<Vec<String>, PipelineError> {
+    let n = DATA_CHECK_SAMPLE;
+    let samples = sources::sample_items(client, store, mapping, plan, n, stall).await?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for (entity, sample) in mapping.entities.iter().zip(&samples) {
+        let found = data_check::check(entity, sample);
+        errors.extend(found.errors);
+        warnings.extend(found.warnings);
+    }
+    if !errors.is_empty() {
+        return Err(PipelineError::DataCheck(errors.join("\n")));
+    }
+    Ok(warnings)
 }
 
 /// Runs a migration to the end. Returns the report, and the error that
@@ -91,7 +127,11 @@ pub async fn migrate(
 ) -> Result<(RunReport, Option<PipelineError>), PipelineError> {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let clock = Instant::now();
-    let (plan, source_warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
+    let (plan, mut source_warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
+    if !opts.skip_data_check {
+        let stall = opts.scan.stall_timeout;
+        source_warnings.extend(check_data(client, store, mapping, &plan, stall).await?);
+    }
     let stats = Arc::new(RunStats::new(mapping.entities.len()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source_tables: Vec<String> = mapping
@@ -141,12 +181,16 @@ pub async fn migrate(
         stats.clone(),
     ));
     let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
+    let expected: u64 = plan.iter().map(EntitySource::expected).sum();
     let transformer = tokio::spawn(transform_stage(
         Arc::new(mapping.clone()),
         src_rx,
-        sink_tx,
-        dead_tx,
+        Outlets {
+            sink: sink_tx,
+            dead: dead_tx,
+        },
         stats.clone(),
+        expected,
     ));
 
     let tables: Vec<(String, u64, usize)> = mapping
@@ -394,20 +438,26 @@ pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<St
 }
 
 /// The transform stage: every record read is counted, then written,
-/// filtered or dead-lettered. Barriers pass through to the sink.
+/// filtered or dead-lettered. Barriers pass through to the sink. In the
+/// first phase (scans and full exports, one record per source item), a put
+/// to a target key an earlier record already wrote is marked as
+/// overwriting it: a collision.
 async fn transform_stage(
     mapping: Arc<Mapping>,
     mut rx: mpsc::Receiver<SourceMsg>,
-    sink: mpsc::Sender<SinkMsg>,
-    dead: mpsc::Sender<DeadLetter>,
+    out: Outlets,
     stats: Arc<RunStats>,
+    expected: u64,
 ) {
     let key_names: Vec<&str> = mapping.table.primary_key();
+    let mut seen = SeenKeys::new(expected);
+    let mut full_phase = true;
     while let Some(msg) = rx.recv().await {
         let batch = match msg {
             SourceMsg::Batch(b) => b,
             SourceMsg::Barrier(ack) => {
-                let _ = sink.send(SinkMsg::Barrier(ack)).await;
+                full_phase = false;
+                let _ = out.sink.send(SinkMsg::Barrier(ack)).await;
                 continue;
             }
         };
@@ -426,37 +476,12 @@ async fn transform_stage(
             for step in steps(entity, &mapping, record) {
                 match step {
                     Step::Write { op, item, counted } => {
-                        let landed = if op == Op::Put {
-                            indexes_landed_in(&item, &mapping.table)
-                        } else {
-                            mapping.table.indexes.len()
-                        };
-                        let req = WriteRequest {
-                            entity: batch.entity,
-                            key: key_text(&item, &key_names),
-                            wire_bytes: wire_bytes(&item),
-                            write_units: crate::item::write_units(item_size(&item), landed),
-                            source_key: source_key.clone(),
-                            op,
-                            counted,
-                            item,
-                        };
-                        if let Err(back) = sink.send(SinkMsg::Write(req)).await {
-                            // The sink is gone (it failed): the item still gets a record.
-                            if let SinkMsg::Write(r) = back.0 {
-                                let reason = "the writer stopped before this item".to_string();
-                                let dl = DeadLetter {
-                                    entity: r.entity,
-                                    source_key: r.source_key,
-                                    stage: Stage::Unwritten,
-                                    reason,
-                                    item: r.item,
-                                    raw: None,
-                                    counted: r.counted,
-                                };
-                                let _ = dead.send(dl).await;
-                            }
-                        }
+                        let mut req = write_request(&mapping, batch.entity, op, item, &key_names);
+                        req.counted = counted;
+                        req.source_key = source_key.clone();
+                        req.overwrites =
+                            full_phase && counted && op == Op::Put && seen.insert(&req.key);
+                        out.write(req).await;
                     }
                     Step::Filtered(_) => RunStats::add(&c.filtered, 1),
                     Step::Dead { reason, item, raw } => {
@@ -474,11 +499,66 @@ async fn transform_stage(
                             raw,
                             counted: true,
                         };
-                        let _ = dead.send(dl).await;
+                        let _ = out.dead.send(dl).await;
                     }
                 }
             }
         }
+        stats.set_overwrite_false_alarms(seen.expected_false_alarms());
+    }
+}
+
+/// Where the transform sends what it makes.
+struct Outlets {
+    sink: mpsc::Sender<SinkMsg>,
+    dead: mpsc::Sender<DeadLetter>,
+}
+
+impl Outlets {
+    /// Sends a write; if the sink is gone (it failed), the item is recorded
+    /// as not written instead.
+    async fn write(&self, req: WriteRequest) {
+        let Err(back) = self.sink.send(SinkMsg::Write(req)).await else {
+            return;
+        };
+        if let SinkMsg::Write(r) = back.0 {
+            let dl = DeadLetter {
+                entity: r.entity,
+                source_key: r.source_key,
+                stage: Stage::Unwritten,
+                reason: "the writer stopped before this item".to_string(),
+                item: r.item,
+                raw: None,
+                counted: r.counted,
+            };
+            let _ = self.dead.send(dl).await;
+        }
+    }
+}
+
+/// A put or delete of `item` with its size, units and key worked out.
+fn write_request(
+    mapping: &Mapping,
+    entity: usize,
+    op: Op,
+    item: Item,
+    key_names: &[&str],
+) -> WriteRequest {
+    let landed = if op == Op::Put {
+        indexes_landed_in(&item, &mapping.table)
+    } else {
+        mapping.table.indexes.len()
+    };
+    WriteRequest {
+        entity,
+        key: key_text(&item, key_names),
+        wire_bytes: wire_bytes(&item),
+        write_units: crate::item::write_units(item_size(&item), landed),
+        source_key: Item::new(),
+        op,
+        counted: true,
+        overwrites: false,
+        item,
     }
 }
 
@@ -489,40 +569,26 @@ pub async fn preview(
     mapping: &Mapping,
     sources_opts: &SourceOptions,
     limit: usize,
+    skip_data_check: bool,
 ) -> Result<String, PipelineError> {
-    let (plan, warnings) = sources::plan(client, store, mapping, sources_opts).await?;
+    let (plan, mut warnings) = sources::plan(client, store, mapping, sources_opts).await?;
+    if !skip_data_check {
+        warnings.extend(check_data(client, store, mapping, &plan, PREVIEW_STALL).await?);
+    }
     let mut out = String::new();
     for w in warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
     for (entity, source) in mapping.entities.iter().zip(&plan) {
-        let (records, from) = match source {
-            EntitySource::Scan(_) => {
-                let items = scan::scan_first(client, &entity.source_table, limit).await?;
-                (
-                    items
-                        .into_iter()
-                        .map(SourceRecord::Item)
-                        .collect::<Vec<_>>(),
-                    "scan".to_string(),
-                )
-            }
-            EntitySource::Export { full, incrementals } => {
-                let mut records = Vec::new();
-                let mut labels = Vec::new();
-                for e in full.iter().chain(incrementals) {
-                    if records.len() >= limit {
-                        break;
-                    }
-                    labels.push(e.label.clone());
-                    let more = export::read_first(store, e, limit - records.len())
-                        .await
-                        .map_err(sources::SourceError::from)?;
-                    records.extend(more);
-                }
-                (records, format!("export {}", labels.join(", ")))
-            }
-        };
+        let (records, from) = sources::first_records(
+            client,
+            store,
+            &entity.source_table,
+            source,
+            limit,
+            PREVIEW_STALL,
+        )
+        .await?;
         out.push_str(&format!(
             "== {} ({} by {} -> {} {}): {} record(s) shown\n",
             entity.name,

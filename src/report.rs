@@ -41,6 +41,8 @@ pub struct EntityCounters {
     /// Records the transform took.
     pub read: AtomicU64,
     pub written: AtomicU64,
+    /// Puts to a key an earlier record of this run had written (collisions).
+    pub overwritten: AtomicU64,
     pub filtered: AtomicU64,
     /// Items that cannot be written (on disk in the dead-letter file).
     pub dead_lettered: AtomicU64,
@@ -71,6 +73,8 @@ pub struct RunStats {
     /// Per entity: "stage: reason" -> items not migrated for it.
     reasons: Mutex<Vec<BTreeMap<String, u64>>>,
     rate: Mutex<Option<RateSummary>>,
+    /// The collision filter's expected false alarms (f64 bits).
+    overwrite_false_alarms: AtomicU64,
 }
 
 impl RunStats {
@@ -79,7 +83,14 @@ impl RunStats {
             entities: (0..entities).map(|_| EntityCounters::default()).collect(),
             reasons: Mutex::new(vec![BTreeMap::new(); entities.max(1)]),
             rate: Mutex::new(None),
+            overwrite_false_alarms: AtomicU64::new(0),
         }
+    }
+
+    /// Records how many `overwritten` counts the filter expects to be wrong.
+    pub fn set_overwrite_false_alarms(&self, n: f64) {
+        self.overwrite_false_alarms
+            .store(n.to_bits(), Ordering::Relaxed);
     }
 
     /// Counts one record of the dead-letter file, once it is on disk.
@@ -130,6 +141,9 @@ pub struct EntityReport {
     /// Records the transform took (counted apart from `read`; they agree).
     pub transformed: u64,
     pub written: u64,
+    /// Written to a key an earlier record of this run had written: the
+    /// target holds only the later one (a collision).
+    pub overwritten: u64,
     pub filtered: u64,
     /// Items that cannot be written: invalid source data, rejected by DynamoDB.
     pub dead_lettered: u64,
@@ -177,6 +191,9 @@ pub struct RunReport {
     pub lowest_rate: Option<f64>,
     /// What the sink achieved, every few seconds.
     pub rate_samples: Vec<RateSample>,
+    /// Collisions are found by a Bloom filter: how many of the
+    /// `overwritten` counts it expects to be false alarms.
+    pub overwrite_false_alarms_expected: f64,
     /// 0 migrated, 2 failed or interrupted, 3 finished with items not migrated.
     pub exit_code: i32,
 }
@@ -261,6 +278,7 @@ impl RunReport {
             .enumerate()
             .map(|(i, (entity, table))| {
                 let c = stats.entity(i);
+                let overwritten = get(&c.overwritten);
                 let (read, transformed, written, filtered, dead, unwritten, deleted) = (
                     get(&c.produced),
                     get(&c.read),
@@ -276,6 +294,7 @@ impl RunReport {
                     read,
                     transformed,
                     written,
+                    overwritten,
                     filtered,
                     dead_lettered: dead,
                     not_written: unwritten,
@@ -289,7 +308,8 @@ impl RunReport {
                     repeated_keys_in_batch: get(&c.repeated_keys),
                     read_seconds: get(&c.read_millis) as f64 / 1000.0,
                     reconciled: read == transformed
-                        && transformed == written + deleted + filtered + dead + unwritten,
+                        && transformed
+                            == written + overwritten + deleted + filtered + dead + unwritten,
                     not_migrated_reasons: reasons.get(i).cloned().unwrap_or_default(),
                 }
             })
@@ -300,6 +320,7 @@ impl RunReport {
             read: 0,
             transformed: 0,
             written: 0,
+            overwritten: 0,
             filtered: 0,
             dead_lettered: 0,
             not_written: 0,
@@ -319,6 +340,7 @@ impl RunReport {
             totals.read += e.read;
             totals.transformed += e.transformed;
             totals.written += e.written;
+            totals.overwritten += e.overwritten;
             totals.filtered += e.filtered;
             totals.dead_lettered += e.dead_lettered;
             totals.not_written += e.not_written;
@@ -334,6 +356,7 @@ impl RunReport {
             totals.reconciled &= e.reconciled;
         }
         let mut warnings = meta.source_warnings.clone();
+        let false_alarms = f64::from_bits(stats.overwrite_false_alarms.load(Ordering::Relaxed));
         for e in &entities {
             if e.repeated_keys_in_batch > 0 {
                 warnings.push(format!(
@@ -360,6 +383,12 @@ impl RunReport {
                 warnings.push(format!(
                     "{}: {} items not written: the run stopped before writing them (listed in the dead-letter file)",
                     e.entity, e.not_written
+                ));
+            }
+            if e.overwritten > 0 {
+                warnings.push(format!(
+                    "{}: {} items went to a target key an earlier record of this run had written (two source records, one target key: the target holds the later one); `verify --full` lists them with their source keys",
+                    e.entity, e.overwritten
                 ));
             }
             if e.read != e.transformed {
@@ -391,15 +420,17 @@ impl RunReport {
             rate_backoffs: rate.backoffs,
             lowest_rate: rate.lowest_rate,
             rate_samples: rate.samples,
+            overwrite_false_alarms_expected: (false_alarms * 1000.0).round() / 1000.0,
             exit_code: EXIT_FAILED,
         }
     }
 
     /// Items that did not reach the target as the mapping makes them:
-    /// dead letters (clean-up deletes included) and items not written.
+    /// dead letters (clean-up deletes included), items not written, and
+    /// items a later record with the same target key replaced.
     pub fn not_migrated(&self) -> u64 {
         let t = &self.totals;
-        t.dead_lettered + t.stale_key_deletes_dead_lettered + t.not_written
+        t.dead_lettered + t.stale_key_deletes_dead_lettered + t.not_written + t.overwritten
     }
 
     /// Sets the verdict: 2 when the run failed (or did not reconcile),
@@ -456,9 +487,10 @@ impl RunReport {
         }
         let t = &self.totals;
         out.push_str(&format!(
-            "\nread {} = written {} + deleted {} + filtered {} + dead-lettered {} + not written {}: {}\n",
+            "\nread {} = written {} + overwritten {} + deleted {} + filtered {} + dead-lettered {} + not written {}: {}\n",
             t.read,
             t.written,
+            t.overwritten,
             t.deleted,
             t.filtered,
             t.dead_lettered,
@@ -514,6 +546,12 @@ impl RunReport {
             self.not_migrated(),
             self.allowed_dead_letters
         );
+        for e in self.entities.iter().filter(|e| e.overwritten > 0) {
+            out.push_str(&format!(
+                "  {:<14} {:>7}  replaced by a later record with the same target key (a collision; the filter expects {:.3} false alarm(s) in the whole run)\n",
+                e.entity, e.overwritten, self.overwrite_false_alarms_expected
+            ));
+        }
         for e in &self.entities {
             for (reason, n) in &e.not_migrated_reasons {
                 out.push_str(&format!("  {:<14} {n:>7}  {reason}\n", e.entity));

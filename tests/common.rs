@@ -352,8 +352,10 @@ pub struct Faults {
     /// Share of BatchWriteItem calls answered with one of `kinds`, in turn.
     pub rate: f64,
     pub kinds: Vec<Fault>,
-    /// Throttle every BatchWriteItem call whose number (from 1) is in here.
-    pub throttle_calls: Option<std::ops::Range<usize>>,
+    /// From BatchWriteItem call number `.0` on, throttle every call for
+    /// `.1` (sustained throttling, measured in time, not calls).
+    pub throttle_window: Option<(usize, Duration)>,
+    throttle_until: Option<Instant>,
     /// Share of Scan calls answered 500 InternalServerError.
     pub scan_error_rate: f64,
     /// Never answer BatchWriteItem calls.
@@ -372,12 +374,13 @@ pub struct Faults {
 impl Faults {
     /// A fault for BatchWriteItem call number `seen`, if one is due.
     fn pick(&mut self, seen: usize) -> Option<Fault> {
-        if self
-            .throttle_calls
-            .as_ref()
-            .is_some_and(|r| r.contains(&seen))
-        {
-            return Some(Fault::Throttle);
+        if let Some((from, length)) = self.throttle_window {
+            if seen >= from {
+                let until = *self.throttle_until.get_or_insert(Instant::now() + length);
+                if Instant::now() < until {
+                    return Some(Fault::Throttle);
+                }
+            }
         }
         if self.kinds.is_empty() || rand::random::<f64>() >= self.rate {
             return None;
@@ -714,6 +717,26 @@ pub fn demo_exports(dir: &Path, endpoint: &str, file: &str, args: &[&str]) -> Ve
     let lines = String::from_utf8(o.stdout).unwrap();
     std::fs::write(dir.join(file), &lines).unwrap();
     lines.lines().map(str::to_string).collect()
+}
+
+/// The environment that sends DynamoDB calls to `dynamodb` and S3 calls
+/// to `s3`.
+pub fn endpoints<'a>(dynamodb: &'a str, s3: &'a str) -> [(&'static str, &'a str); 2] {
+    [
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb),
+        ("AWS_ENDPOINT_URL_S3", s3),
+    ]
+}
+
+/// `demo-data` writing exports into S3 (`data` names `--export-to s3://...`)
+/// through `env`; saves the TABLE=LOCATION lines as `exports.txt` in `dir`
+/// and returns them.
+pub fn demo_exports_s3(dir: &Path, env: &[(&str, &str)], data: &str) -> String {
+    let o = singletable_env(dir, env, &[&["demo-data"], &args(data)[..]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines = String::from_utf8(o.stdout).unwrap();
+    std::fs::write(dir.join("exports.txt"), &lines).unwrap();
+    lines
 }
 
 /// An S3 client for the test's own reads and writes (path-style).

@@ -193,33 +193,15 @@ async fn exports_in_s3_on_moto_with_dynamodb_elsewhere() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let env = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint.as_str()),
-        ("AWS_ENDPOINT_URL_S3", moto.endpoint.as_str()),
-    ];
-    let o = singletable_env(
-        d,
-        &env,
-        &[
-            "demo-data",
-            "--scale",
-            "300",
-            "--seed",
-            "4",
-            "--export-to",
-            "s3://legacy-exports/nightly",
-            "--incremental",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let lines = String::from_utf8(o.stdout.clone()).unwrap();
+    let env = endpoints(&db.endpoint, &moto.endpoint);
+    let data = "--scale 300 --seed 4 --export-to s3://legacy-exports/nightly --incremental";
+    let lines = demo_exports_s3(d, &env, data);
     assert!(
         lines
             .lines()
             .all(|l| l.contains("=s3://legacy-exports/nightly/")),
         "{lines}"
     );
-    std::fs::write(d.join("exports.txt"), &lines).unwrap();
     let m = m();
     let o = singletable_env(
         d,
@@ -908,4 +890,145 @@ async fn the_real_aws_export_is_refused_for_its_gap_and_migrates_with_the_overri
     assert!(find("1", "3").contains_key("bin_update"));
     assert!(!find("3", "2").contains_key("number"));
     assert!(find("3", "1").contains_key("number"));
+}
+
+/// The users whose records a data file's lines hold.
+fn users_in(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["Item"]["userId"]["S"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Replaces the first record's user id: a substituted file.
+fn substitute(lines: &[String]) -> Vec<String> {
+    let mut out = lines.to_vec();
+    let first = users_in(lines)[0].clone();
+    out[0] = out[0].replace(&first, "usubstituted");
+    out
+}
+
+async fn none_of(c: &aws_sdk_dynamodb::Client, users: &[String]) {
+    if c.describe_table().table_name(TARGET).send().await.is_err() {
+        return; // refused before the target was even created
+    }
+    for u in users
+        .iter()
+        .chain(std::iter::once(&"usubstituted".to_string()))
+    {
+        assert!(
+            get(c, &format!("USER#{u}"), "METADATA").await.is_none(),
+            "{u} reached the target"
+        );
+    }
+}
+
+/// A substituted local data file (its MD5 no longer the manifest's) is
+/// proven before any record of it is sent: nothing of it is written.
+#[tokio::test]
+async fn a_substituted_local_data_file_writes_nothing_of_itself() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let export = bad_input_setup(&db, d).await;
+    let (file, lines) = first_nonempty(&export);
+    write_gz_lines(&file, &substitute(&lines));
+    let name = file.file_name().unwrap().to_str().unwrap();
+    // Past the data check (which reads these small files whole and would
+    // refuse them too): the pipeline itself proves each file first.
+    let m = m();
+    let run = [
+        &args("migrate --exports-file exports.txt --create-table --skip-data-check")[..],
+        &["--mapping", &m],
+    ]
+    .concat();
+    fails_with(
+        d,
+        &db.endpoint,
+        &run,
+        &[name, "MD5 of the file as read", "nothing of it was written"],
+    );
+    let c = client(&db.endpoint).await;
+    none_of(&c, &users_in(&lines)).await;
+}
+
+/// The same for an export in S3: the object is spooled and proven first.
+#[tokio::test]
+async fn a_substituted_s3_data_file_writes_nothing_of_itself() {
+    let db = Dynoxide::start();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let env = endpoints(&db.endpoint, &moto.endpoint);
+    let data = "--scale 100 --seed 1 --dirty-rate 0 --exports-only --export-to s3://subst/x";
+    demo_exports_s3(d, &env, data);
+    let s3 = s3_client(&moto.endpoint).await;
+    let listed = s3
+        .list_objects_v2()
+        .bucket("subst")
+        .prefix("x/ai-girlfriend-users/")
+        .send()
+        .await
+        .unwrap();
+    let mut replaced = None;
+    for obj in listed.contents() {
+        let key = obj.key().unwrap();
+        if !key.ends_with(".json.gz") {
+            continue;
+        }
+        let body = s3
+            .get_object()
+            .bucket("subst")
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let local = d.join("object.gz");
+        std::fs::write(&local, &body).unwrap();
+        let lines = read_gz_lines(&local);
+        if lines.is_empty() {
+            continue;
+        }
+        write_gz_lines(&local, &substitute(&lines));
+        let new = std::fs::read(&local).unwrap();
+        s3.put_object()
+            .bucket("subst")
+            .key(key)
+            .body(new.into())
+            .send()
+            .await
+            .unwrap();
+        replaced = Some((key.to_string(), lines));
+        break;
+    }
+    let (key, lines) = replaced.expect("a users data file with records");
+    let m = m();
+    let run = [
+        &args(
+            "migrate --exports-file exports.txt --create-table --spool-dir spool --skip-data-check",
+        )[..],
+        &["--mapping", &m],
+    ]
+    .concat();
+    let o = singletable_env(d, &env, &run);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains(&key) && out.contains("MD5 of the file as read"),
+        "{out}"
+    );
+    let c = client(&db.endpoint).await;
+    none_of(&c, &users_in(&lines)).await;
+    let left: Vec<_> = std::fs::read_dir(d.join("spool"))
+        .map(|r| r.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the spool is emptied: {left:?}");
 }

@@ -2,6 +2,8 @@
 //! not migrate everything never exits 0; every signal drains. All through
 //! the fault-injecting proxy in front of dynoxide (or moto's S3).
 
+use std::time::Duration;
+
 use crate::common::*;
 
 fn m() -> String {
@@ -24,8 +26,11 @@ async fn survives(kinds: &[Fault], scan_errors: bool) {
     let legacy = load_legacy(&c, 250, 11, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let (report, out) = migrate_expect(dir.path(), &proxy.endpoint, &m(), &[], 0);
+    // Faults go round the kinds in turn: each was served about equally.
+    let total: usize = kinds.iter().map(|k| proxy.served(*k)).sum();
+    assert!(total >= 8, "{total} faults served: {out}");
     for kind in kinds {
-        assert!(proxy.served(*kind) >= 3, "{kind:?} was injected: {out}");
+        assert!(proxy.served(*kind) >= 2, "{kind:?} was injected: {out}");
     }
     if scan_errors {
         assert!(proxy.faults.lock().unwrap().scan_errors_served >= 3);
@@ -80,13 +85,13 @@ async fn sixty_percent_of_every_fault_mixed_with_failing_scans_loses_nothing() {
 async fn sustained_throttling_lowers_the_rate_and_it_recovers() {
     let db = Dynoxide::start();
     let proxy = Proxy::start(&db.endpoint);
-    proxy.faults.lock().unwrap().throttle_calls = Some(40..70);
+    proxy.faults.lock().unwrap().throttle_window = Some((40, Duration::from_secs(3)));
     let c = client(&db.endpoint).await;
     let legacy = load_legacy(&c, 4000, 12, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = ["--rate-sample-interval", "200ms"];
     let (report, out) = migrate_expect(dir.path(), &proxy.endpoint, &m(), &extra, 0);
-    assert_eq!(proxy.served(Fault::Throttle), 30);
+    assert!(proxy.served(Fault::Throttle) >= 10, "3 s of throttling");
     assert_eq!(report["totals"]["written"], legacy.len() as u64);
     assert!(report["rate_backoffs"].as_u64().unwrap() >= 2, "{report:#}");
     assert!(out.contains("the rate was cut"), "{out}");
@@ -340,7 +345,8 @@ async fn two_writes_of_one_key_in_different_batches_land_in_order() {
         .replace("sk = \"SESSION#{sessionId}\"", "sk = \"LAST_SESSION\"");
     std::fs::write(dir.path().join("one-key.toml"), one_key).unwrap();
     let extra = args("--segments 1 --page-size 100 --max-in-flight 8");
-    migrate_expect(dir.path(), &proxy.endpoint, "one-key.toml", &extra, 0);
+    // Sessions of one user collide: every one after the first replaces it.
+    let (run, out) = migrate_expect(dir.path(), &proxy.endpoint, "one-key.toml", &extra, 3);
     // The order a single-segment Scan reads the sessions in.
     let mut expected = std::collections::HashMap::new();
     let mut start = None;
@@ -369,6 +375,37 @@ async fn two_writes_of_one_key_in_different_batches_land_in_order() {
         repeated > 50,
         "many users have several sessions: {repeated}"
     );
+    assert_eq!(run["totals"]["overwritten"], repeated as u64, "{run:#}");
+    assert!(
+        out.contains("replaced by a later record with the same target key"),
+        "{out}"
+    );
+    // verify --full names every collision with all its source keys.
+    let v = args("verify --mapping one-key.toml --full --max-listed 100000 --report v.json");
+    let o = singletable(dir.path(), &db.endpoint, &v);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let vr = report(dir.path(), "v.json");
+    let collisions: Vec<&serde_json::Value> = vr["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "collision")
+        .collect();
+    let sessions = scan_all(&c, "ai-girlfriend-sessions").await;
+    let mut per_user = std::collections::HashMap::new();
+    for s in &sessions {
+        *per_user.entry(str_of(s, "userId").to_string()).or_insert(0) += 1;
+    }
+    let colliding = per_user.values().filter(|n| **n > 1).count();
+    assert_eq!(collisions.len(), colliding, "{:#}", vr["entities"]);
+    for m in collisions {
+        let keys = m["source_key"].as_str().unwrap();
+        assert!(keys.matches("sessionId=").count() >= 2, "{m}");
+    }
+    // A sample on the colliding data reports differences; no AWS error.
+    let v = args("verify --mapping one-key.toml --sample 100000");
+    let o = singletable(dir.path(), &db.endpoint, &v);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     for (user, session) in &expected {
         let item = get(&c, &format!("USER#{user}"), "LAST_SESSION")
             .await
@@ -387,20 +424,10 @@ async fn an_s3_export_cut_short_is_read_again_without_losing_or_repeating() {
     proxy.faults.lock().unwrap().cut_bodies = 3;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let direct = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint.as_str()),
-        ("AWS_ENDPOINT_URL_S3", moto.endpoint.as_str()),
-    ];
-    let make = args(
-        "demo-data --scale 3000 --seed 5 --dirty-rate 0 --exports-only --export-to s3://cut/x",
-    );
-    let o = singletable_env(d, &direct, &make);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    std::fs::write(d.join("exports.txt"), &o.stdout).unwrap();
-    let through_proxy = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", db.endpoint.as_str()),
-        ("AWS_ENDPOINT_URL_S3", proxy.endpoint.as_str()),
-    ];
+    let direct = endpoints(&db.endpoint, &moto.endpoint);
+    let data = "--scale 3000 --seed 5 --dirty-rate 0 --exports-only --export-to s3://cut/x";
+    demo_exports_s3(d, &direct, data);
+    let through_proxy = endpoints(&db.endpoint, &proxy.endpoint);
     let run = args("migrate --exports-file exports.txt --create-table --report run.json");
     let o = singletable_env(
         d,

@@ -6,6 +6,7 @@
 //! error names the file, the line and the field. It does no AWS I/O; applying
 //! an entity to an item is `transform`'s job.
 
+pub mod data_check;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
@@ -112,6 +113,37 @@ pub struct Entity {
     /// How `verify` recognises this entity's target items when the entity
     /// type attribute is not enough: a key prefix or value.
     pub identify: Option<Identify>,
+    /// Where it was written, for errors found after loading.
+    pub at: Written,
+}
+
+/// Where an entity was written: its file, its line, and the line of each
+/// key template and computed attribute.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Written {
+    pub file: PathBuf,
+    pub line: usize,
+    /// `keys.NAME` or `set.NAME` -> line.
+    pub fields: Vec<(String, usize)>,
+}
+
+impl Written {
+    /// The line of a field (`keys.gsi1pk`), or the entity's own line.
+    pub fn line_of(&self, field: &str) -> usize {
+        self.fields
+            .iter()
+            .find(|(f, _)| f == field)
+            .map_or(self.line, |(_, l)| *l)
+    }
+
+    /// An error at a field of this entity.
+    pub fn error(&self, field: &str, message: String) -> MappingError {
+        MappingError::At {
+            path: self.file.clone(),
+            line: self.line_of(field),
+            message,
+        }
+    }
 }
 
 /// Recognises an entity's target items by one attribute.
@@ -297,6 +329,64 @@ impl Mapping {
                         "entity {:?} has no template for key attribute {attr:?}",
                         e.name
                     )));
+                }
+            }
+            self.check_index_keys(e)?;
+        }
+        self.check_entity_types()
+    }
+
+    /// Every key template names a key of the table or of one of its
+    /// indexes, and an index's keys come in pairs: an item with only one
+    /// of them is left out of the index, silently.
+    fn check_index_keys(&self, e: &Entity) -> Result<(), MappingError> {
+        let known = self.table.key_attributes();
+        for (attr, _) in &e.keys {
+            if !known.iter().any(|(k, _)| k == attr) {
+                let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+                return Err(e.at.error(
+                    &format!("keys.{attr}"),
+                    format!(
+                        "entity {}, keys.{attr}: no key of the table or of its indexes is called {attr:?} (they are {}); declare the index under [[table.indexes]], or move the attribute to [entity.set]",
+                        e.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        for ix in &self.table.indexes {
+            let Some(sk) = &ix.sort_key else { continue };
+            let has = |a: &str| e.keys.iter().any(|(k, _)| k == a);
+            let (pk, has_pk, has_sk) = (&ix.partition_key, has(&ix.partition_key), has(sk));
+            if has_pk != has_sk {
+                let (given, missing) = if has_pk { (pk, sk) } else { (sk, pk) };
+                return Err(e.at.error(
+                    &format!("keys.{given}"),
+                    format!(
+                        "entity {}, keys.{given}: index {} needs {missing} too; an item with only one of its keys is not in the index",
+                        e.name, ix.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Two entities with one entity type are told apart only by `identify`.
+    fn check_entity_types(&self) -> Result<(), MappingError> {
+        for (i, e) in self.entities.iter().enumerate() {
+            let twin = self.entities[..i]
+                .iter()
+                .find(|o| o.entity_type == e.entity_type);
+            if let Some(o) = twin {
+                if e.identify.is_none() || o.identify.is_none() {
+                    return Err(e.at.error(
+                        "",
+                        format!(
+                            "entities {} and {} both have entity_type {:?}: verify could not tell their items apart; give each an [entity.identify] rule, or different types",
+                            o.name, e.name, e.entity_type
+                        ),
+                    ));
                 }
             }
         }
@@ -532,9 +622,17 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
                 format!("entity {name}: source_key lists the legacy table's 1 or 2 key attributes"),
             ));
         }
+        let mut written = Written {
+            file: path.to_path_buf(),
+            line: line_of(text, e_start),
+            fields: Vec::new(),
+        };
         let mut keys = Vec::new();
         for (attr, tpl) in e.keys {
             let off = tpl.span().start;
+            written
+                .fields
+                .push((format!("keys.{attr}"), line_of(text, off)));
             let t = Template::parse(tpl.get_ref())
                 .map_err(|err| at(off, format!("entity {name}, keys.{attr}: {err}")))?;
             keys.push((attr, t));
@@ -542,6 +640,9 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
         let mut set = Vec::new();
         for (attr, v) in e.set {
             let off = v.span().start;
+            written
+                .fields
+                .push((format!("set.{attr}"), line_of(text, off)));
             let (text, ty, optional) = match v.into_inner() {
                 SetValue::Text(t) => (t, ValueType::S, false),
                 SetValue::Typed {
@@ -612,6 +713,7 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
             numbers: e.numbers,
             skip,
             identify,
+            at: written,
         });
     }
     Ok((table, entities))

@@ -31,6 +31,9 @@ pub struct WriteRequest {
     /// incremental update that moved the item): it is not one of the
     /// records the reconciliation counts.
     pub counted: bool,
+    /// A put to a key an earlier record of this run already wrote (a
+    /// collision, as far as the filter of `seen` can tell).
+    pub overwrites: bool,
     /// The target item (a put) or its primary key (a delete).
     pub item: Item,
     /// The target's primary key, as text, for duplicate detection.
@@ -123,6 +126,7 @@ mod tests {
             source_key: Item::new(),
             op: Op::Put,
             counted: true,
+            overwrites: false,
             item: [("pk".to_string(), AttributeValue::S(key.into()))].into(),
             key: key.to_string(),
             wire_bytes: bytes,

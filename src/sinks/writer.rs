@@ -454,6 +454,7 @@ impl Shared {
         for r in done {
             let c = self.stats.entity(r.entity);
             let counter = match (r.counted, r.op) {
+                (true, Op::Put) if r.overwrites => &c.overwritten,
                 (true, Op::Put) => &c.written,
                 (true, Op::Delete) => &c.deleted,
                 (false, _) => &c.stale_deleted,
@@ -593,6 +594,7 @@ mod tests {
             source_key: Item::new(),
             op: Op::Put,
             counted: true,
+            overwrites: false,
             item: Item::new(),
             key: key.into(),
             wire_bytes: 1,

@@ -23,6 +23,7 @@ use md5::{Digest as _, Md5};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf};
 use tokio::sync::{mpsc, watch};
 
+use super::proof::{prove, Spool};
 use crate::retry::{classify_sdk, Patience};
 
 use super::{SourceBatch, SourceMsg, SourceRecord};
@@ -35,12 +36,22 @@ use crate::export::{
 #[derive(Clone)]
 pub struct Store {
     s3: Option<aws_sdk_s3::Client>,
+    /// Where S3 data files are proven before they are read.
+    pub spool: Spool,
 }
 
 impl Store {
     /// `s3` is needed only for `s3://` locations.
     pub fn new(s3: Option<aws_sdk_s3::Client>) -> Store {
-        Store { s3 }
+        Store {
+            s3,
+            spool: Spool::default(),
+        }
+    }
+
+    /// The same store, spooling S3 data files into `spool`.
+    pub fn with_spool(self, spool: Spool) -> Store {
+        Store { spool, ..self }
     }
 
     fn s3(&self, obj: &Object) -> Result<&aws_sdk_s3::Client, ExportError> {
@@ -61,7 +72,7 @@ impl Store {
     }
 
     /// Opens an object with its length, telling a transient failure apart.
-    async fn open_sized(&self, obj: &Object) -> Result<Option<Opened>, Failure> {
+    pub(super) async fn open_sized(&self, obj: &Object) -> Result<Option<Opened>, Failure> {
         match obj {
             Object::Local(path) => match tokio::fs::File::open(path).await {
                 Ok(f) => Ok(Some(Opened {
@@ -333,15 +344,15 @@ async fn check_sidecar(
 }
 
 /// An object opened for reading, with its length when the store says.
-struct Opened {
-    reader: Box<dyn AsyncRead + Send + Unpin>,
-    len: Option<u64>,
+pub(super) struct Opened {
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    pub len: Option<u64>,
 }
 
 /// A failure to read a file, and whether another try may succeed.
-struct Failure {
-    error: ExportError,
-    transient: bool,
+pub(super) struct Failure {
+    pub error: ExportError,
+    pub transient: bool,
 }
 
 impl Failure {
@@ -354,10 +365,25 @@ impl Failure {
 }
 
 /// Hashes and counts the bytes that pass through it.
-struct Md5Reader<R> {
+pub(super) struct Md5Reader<R> {
     inner: R,
     hasher: Md5,
     bytes: u64,
+}
+
+impl<R> Md5Reader<R> {
+    pub fn new(inner: R) -> Md5Reader<R> {
+        Md5Reader {
+            inner,
+            hasher: Md5::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The base64 MD5 of everything read, as manifests give it.
+    pub fn finish(self) -> String {
+        super::proof::md5_of(self.hasher)
+    }
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Md5Reader<R> {
@@ -399,6 +425,8 @@ pub struct FileSink<'a> {
     pub shutdown: Option<&'a watch::Receiver<bool>>,
     /// How long transient failures are retried without progress.
     pub stall: Duration,
+    /// Prove the file (MD5, record count) before sending any record.
+    pub prove: bool,
 }
 
 /// Streams one data file into `out.tx` as records of `out.entity`,
@@ -409,12 +437,27 @@ pub async fn read_file(
     file: &DataFile,
     out: &FileSink<'_>,
 ) -> Result<FileOutcome, ExportError> {
+    let checked = file.md5.is_some() || file.item_count.is_some();
+    let proven = match out.prove && checked {
+        true => Some(prove(store, export, file, &store.spool, out.stall).await?),
+        false => None,
+    };
+    let source = Source {
+        name: file.object.to_string(),
+        open: proven.as_ref().map_or(&file.object, |p| &p.object),
+        check: proven.is_none(),
+    };
     let mut sent = 0u64;
     let mut patience = Patience::new(out.stall);
     loop {
         let before = sent;
-        let failure = match read_once(store, export, file, out, &mut sent).await {
-            Ok(outcome) => return Ok(outcome),
+        let failure = match read_once(store, export, file, &source, out, &mut sent).await {
+            Ok(mut outcome) => {
+                outcome
+                    .warnings
+                    .extend(proven.into_iter().flat_map(|p| p.warnings));
+                return Ok(outcome);
+            }
             Err(f) if !f.transient => return Err(f.error),
             Err(f) => f,
         };
@@ -436,35 +479,39 @@ pub async fn read_file(
     }
 }
 
+/// What one read opens, and what it calls it.
+struct Source<'a> {
+    /// The file's name in errors and dead letters (its S3 URI, not the spool's).
+    name: String,
+    /// The object to read: the file, or its proven, spooled copy.
+    open: &'a Object,
+    /// Compare MD5 and record count at the end (not proven before).
+    check: bool,
+}
+
 /// One read of a file from its start; the first `*sent` records were sent
 /// by an earlier read and are skipped unparsed.
 async fn read_once(
     store: &Store,
     export: &Export,
     file: &DataFile,
+    source: &Source<'_>,
     out: &FileSink<'_>,
     sent: &mut u64,
 ) -> Result<FileOutcome, Failure> {
-    let name = file.object.to_string();
+    let name = source.name.clone();
     let at = |line: usize, message: String| ExportError {
         file: name.clone(),
         line: Some(line),
         message,
     };
-    let opened = store.open_sized(&file.object).await?.ok_or_else(|| {
+    let opened = store.open_sized(source.open).await?.ok_or_else(|| {
         Failure::lasting(ExportError::new(
             &name,
             "missing (named by manifest-files.json)",
         ))
     })?;
-    let hashing = BufReader::with_capacity(
-        64 * 1024,
-        Md5Reader {
-            inner: opened.reader,
-            hasher: Md5::new(),
-            bytes: 0,
-        },
-    );
+    let hashing = BufReader::with_capacity(64 * 1024, Md5Reader::new(opened.reader));
     let mut gz = async_compression::tokio::bufread::GzipDecoder::new(hashing);
     gz.multiple_members(true);
     let mut lines = BufReader::with_capacity(64 * 1024, gz).lines();
@@ -521,8 +568,8 @@ async fn read_once(
         send(out, &name, batch).await?;
         *sent = outcome.records;
     }
-    if outcome.interrupted {
-        // Stopped early: the checks below need the whole file.
+    if outcome.interrupted || !source.check {
+        // Stopped early (the checks need the whole file), or proven before.
         return Ok(outcome);
     }
     // Hash whatever the decoder left unread, then compare.
@@ -532,8 +579,7 @@ async fn read_once(
         transient: opened.len.is_some(),
         error: ExportError::new(&name, e.to_string()),
     })?;
-    let digest = hashing.into_inner().hasher.finalize();
-    let got = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+    let got = hashing.into_inner().finish();
     check_file(export, file, &name, &got, &mut outcome).map_err(Failure::lasting)?;
     Ok(outcome)
 }
@@ -581,7 +627,7 @@ fn check_file(
         } else {
             Err(ExportError::new(
                 name,
-                format!("{message}; pass --accept-export-mismatch to read it anyway"),
+                format!("{message}; nothing of it was written; pass --accept-export-mismatch to read it anyway"),
             ))
         }
     };
@@ -608,6 +654,7 @@ pub async fn read_first(
     store: &Store,
     export: &Export,
     limit: usize,
+    stall: Duration,
 ) -> Result<Vec<SourceRecord>, ExportError> {
     let mut out = Vec::new();
     for file in &export.files {
@@ -623,7 +670,8 @@ pub async fn read_first(
                 tx: &tx,
                 on_records: &|_, _| {},
                 shutdown: None,
-                stall: Duration::ZERO,
+                stall,
+                prove: false,
             };
             read_file(&store, &export, &file, &out).await
         });

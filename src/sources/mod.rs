@@ -11,6 +11,7 @@
 //! time order).
 
 pub mod export;
+pub mod proof;
 pub mod scan;
 
 use std::collections::HashMap;
@@ -398,6 +399,65 @@ fn check_keys_only_deletes(
     })
 }
 
+/// The first `limit` records of an entity's source (the full export's,
+/// then the incrementals'), and where they came from, in words.
+pub async fn first_records(
+    client: &aws_sdk_dynamodb::Client,
+    store: &export::Store,
+    table: &str,
+    source: &EntitySource,
+    limit: usize,
+    stall: std::time::Duration,
+) -> Result<(Vec<SourceRecord>, String), SourceError> {
+    match source {
+        EntitySource::Scan(_) => {
+            let items = scan::scan_first(client, table, limit, stall).await?;
+            let records = items.into_iter().map(SourceRecord::Item).collect();
+            Ok((records, "scan".to_string()))
+        }
+        EntitySource::Export { full, incrementals } => {
+            let mut records = Vec::new();
+            let mut labels = Vec::new();
+            for e in full.iter().chain(incrementals) {
+                if records.len() >= limit {
+                    break;
+                }
+                labels.push(e.label.clone());
+                let more = export::read_first(store, e, limit - records.len(), stall).await?;
+                records.extend(more);
+            }
+            Ok((records, format!("export {}", labels.join(", "))))
+        }
+    }
+}
+
+/// Items sampled from each entity's source, for checking the mapping
+/// against the data: whole items, and the images of changes.
+pub async fn sample_items(
+    client: &aws_sdk_dynamodb::Client,
+    store: &export::Store,
+    mapping: &Mapping,
+    plan: &[EntitySource],
+    per_entity: usize,
+    stall: std::time::Duration,
+) -> Result<Vec<Vec<Item>>, SourceError> {
+    let mut out = Vec::new();
+    for (entity, source) in mapping.entities.iter().zip(plan) {
+        let table = &entity.source_table;
+        let (records, _) = first_records(client, store, table, source, per_entity, stall).await?;
+        let items = records
+            .into_iter()
+            .filter_map(|r| match r {
+                SourceRecord::Item(i) => Some(i),
+                SourceRecord::Change { new, old, .. } => new.or(old),
+                SourceRecord::Bad { .. } => None,
+            })
+            .collect();
+        out.push(items);
+    }
+    Ok(out)
+}
+
 /// The number of phases: 1 (scans and full exports) plus the most
 /// incremental exports any table has.
 pub fn phases(plan: &[EntitySource]) -> usize {
@@ -475,6 +535,7 @@ pub fn spawn_phase(
                             on_records: &*r.on_records,
                             shutdown: Some(&r.shutdown),
                             stall: r.scan.stall_timeout,
+                            prove: true,
                         };
                         let result = export::read_file(&r.store, &export, &file, &out).await;
                         (

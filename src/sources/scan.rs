@@ -253,22 +253,27 @@ pub async fn scan_first(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     limit: usize,
+    stall: Duration,
 ) -> Result<Vec<Item>, SourceError> {
     let mut out = Vec::new();
     let mut start_key: Option<Item> = None;
+    let mut patience = Patience::new(stall);
     while out.len() < limit {
-        let page = client
+        let sent = client
             .scan()
             .table_name(table)
             .limit((limit - out.len()).min(1000) as i32)
-            .set_exclusive_start_key(start_key.take())
+            .set_exclusive_start_key(start_key.clone())
             .send()
-            .await
-            .map_err(|e| SourceError::Scan {
-                table: table.to_string(),
-                segment: 0,
-                message: crate::aws::describe_error(&e),
-            })?;
+            .await;
+        let page = match sent {
+            Ok(page) => page,
+            Err(e) => {
+                tokio::time::sleep(retry_wait(&e, &mut patience, table, 0)?).await;
+                continue;
+            }
+        };
+        patience.success();
         out.extend(page.items().iter().cloned());
         match page.last_evaluated_key() {
             Some(k) if !k.is_empty() => start_key = Some(k.clone()),

@@ -342,6 +342,8 @@ struct FullSource<'a> {
     digests: full::Digests,
     collect: bool,
     collected: HashMap<(usize, String), Expected>,
+    /// Keys more than one source record makes, with every source key.
+    collisions: BTreeMap<(usize, String), Vec<Item>>,
 }
 
 impl<'a> FullSource<'a> {
@@ -352,6 +354,7 @@ impl<'a> FullSource<'a> {
             digests: Default::default(),
             collect,
             collected: HashMap::new(),
+            collisions: BTreeMap::new(),
         }
     }
 }
@@ -362,13 +365,19 @@ impl SourceSink for FullSource<'_> {
         let key = key_text(&target, &names);
         if self.collect {
             if self.scope.bucket(entity, full::key_hash(&key)).is_some() {
-                self.collected.insert(
-                    (entity, key),
-                    Expected {
-                        item: target,
-                        source_key,
-                    },
-                );
+                let at = (entity, key);
+                if let Some(first) = self.collected.get(&at) {
+                    // A second record makes this key: a collision.
+                    let first = first.source_key.clone();
+                    let keys = self.collisions.entry(at).or_insert_with(|| vec![first]);
+                    keys.push(source_key);
+                    return;
+                }
+                let expected = Expected {
+                    item: target,
+                    source_key,
+                };
+                self.collected.insert(at, expected);
             }
         } else {
             self.digests.add(self.scope, entity, &key, &target);
@@ -545,10 +554,29 @@ pub async fn verify(
             let mut t = FullTarget::new(&collect_scope, &key_names, true, false, new_counts());
             ctx.target_pass(None, &mut t).await?;
             let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
-            let mut source_items: Vec<((usize, String), Expected)> =
-                s.collected.into_iter().collect();
-            source_items.sort_by(|a, b| a.0.cmp(&b.0));
             let mut target_items: HashMap<(usize, String), Item> = t.collected;
+            for ((e, key), sources) in &s.collisions {
+                target_items.remove(&(*e, key.clone()));
+                checks[*e].collisions += 1;
+                checks[*e].collided_records += sources.len() as u64;
+                mismatches.push(Mismatch {
+                    entity: mapping.entities[*e].name.clone(),
+                    key: s.collected[&(*e, key.clone())].item_key(&names),
+                    source_key: sources
+                        .iter()
+                        .map(key_display)
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    kind: "collision".into(),
+                    differences: Vec::new(),
+                });
+            }
+            let mut source_items: Vec<((usize, String), Expected)> = s
+                .collected
+                .into_iter()
+                .filter(|(at, _)| !s.collisions.contains_key(at))
+                .collect();
+            source_items.sort_by(|a, b| a.0.cmp(&b.0));
             for ((e, key), expected) in source_items {
                 let actual = target_items.remove(&(e, key));
                 let name = &mapping.entities[e].name;
@@ -579,9 +607,9 @@ pub async fn verify(
         }
         for (e, check) in checks.iter_mut().enumerate() {
             check.sampled = counts[e].1;
-            check.matched = counts[e]
-                .1
-                .saturating_sub(check.missing + check.changed + check.unresolved);
+            check.matched = counts[e].1.saturating_sub(
+                check.missing + check.changed + check.unresolved + check.collided_records,
+            );
         }
     } else if let Some(rate) = opts.sample_rate {
         mode = "sample-rate";
@@ -661,7 +689,8 @@ pub async fn verify(
             && check.missing == 0
             && check.changed == 0
             && check.extra == 0
-            && check.unresolved == 0;
+            && check.unresolved == 0
+            && check.collisions == 0;
     }
     let verdict = if !checks.iter().all(|c| c.ok) || !targets.unmapped.is_empty() {
         "differs"

@@ -35,6 +35,10 @@ pub struct EntityCheck {
     /// Full mode: records in differing buckets beyond what could be listed
     /// (more differences than `--collect-limit`); they differ, unnamed.
     pub unresolved: u64,
+    /// Full mode: target keys that more than one source record makes.
+    pub collisions: u64,
+    /// The source records those keys hold.
+    pub collided_records: u64,
     /// Full mode: the digests of both sides.
     pub source_digest: Option<Digest>,
     pub target_digest: Option<Digest>,
@@ -80,7 +84,8 @@ pub struct Mismatch {
     pub entity: String,
     pub key: String,
     pub source_key: String,
-    /// `missing`, `extra` or `changed`.
+    /// `missing`, `extra`, `changed` or `collision` (two or more source
+    /// records make this key; `source_key` lists them all).
     pub kind: String,
     pub differences: Vec<AttributeDiff>,
 }
@@ -134,11 +139,17 @@ pub fn upper_bound_95(n: u64) -> f64 {
 pub fn verdict_line(e: &EntityCheck, full: bool) -> String {
     let n = e.expected_in_target;
     if !e.ok {
-        let unresolved = if e.unresolved > 0 {
+        let mut unresolved = if e.unresolved > 0 {
             format!(", {} unresolved", e.unresolved)
         } else {
             String::new()
         };
+        if e.collisions > 0 {
+            unresolved.push_str(&format!(
+                ", {} target keys made by {} source records (collisions)",
+                e.collisions, e.collided_records
+            ));
+        }
         return format!(
             "{}: DIFFERS: {} missing, {} extra, {} changed{unresolved}, {} in the target against {n} expected",
             e.entity, e.missing, e.extra, e.changed, e.target_items

@@ -100,6 +100,13 @@ pub struct Expected {
     pub source_key: Item,
 }
 
+impl Expected {
+    /// Its target key, for people.
+    pub fn item_key(&self, key_names: &[&str]) -> String {
+        key_display(&project(&self.item, key_names))
+    }
+}
+
 /// What comparing some expected records with the target found, per entity.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
