@@ -349,7 +349,8 @@ pub struct Faults {
     /// After this many calls, answer every call ResourceNotFoundException
     /// (the table is gone).
     pub table_gone_after: Option<usize>,
-    /// Share of BatchWriteItem calls answered with one of `kinds`, in turn.
+    /// Share of BatchWriteItem calls answered with one of `kinds`, in turn
+    /// (evenly spread, not at random).
     pub rate: f64,
     pub kinds: Vec<Fault>,
     /// From BatchWriteItem call number `.0` on, throttle every call for
@@ -382,7 +383,10 @@ impl Faults {
                 }
             }
         }
-        if self.kinds.is_empty() || rand::random::<f64>() >= self.rate {
+        // Exactly `rate` of the calls, spread evenly: call n is hit when
+        // n * rate passes a whole number.
+        let due = (seen as f64 * self.rate).floor() > ((seen - 1) as f64 * self.rate).floor();
+        if self.kinds.is_empty() || !due {
             return None;
         }
         let total: usize = self.served.values().sum();

@@ -13,7 +13,7 @@ fn m() -> String {
 /// Migrates a small dataset through the proxy with 60% of BatchWriteItem
 /// calls answered with `kinds` (and, with `scan_errors`, 60% of Scan calls
 /// with a 500); checks nothing was lost and the target verifies in full.
-async fn survives(kinds: &[Fault], scan_errors: bool) {
+async fn survives(kinds: &[Fault], scan_errors: bool, scale: usize) {
     let db = Dynoxide::start();
     let proxy = Proxy::start(&db.endpoint);
     {
@@ -23,14 +23,14 @@ async fn survives(kinds: &[Fault], scan_errors: bool) {
         f.scan_error_rate = if scan_errors { 0.6 } else { 0.0 };
     }
     let c = client(&db.endpoint).await;
-    let legacy = load_legacy(&c, 250, 11, 0.0).await;
+    let legacy = load_legacy(&c, scale, 11, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let (report, out) = migrate_expect(dir.path(), &proxy.endpoint, &m(), &[], 0);
     // Faults go round the kinds in turn: each was served about equally.
     let total: usize = kinds.iter().map(|k| proxy.served(*k)).sum();
-    assert!(total >= 8, "{total} faults served: {out}");
+    assert!(total >= 6 * kinds.len(), "{total} faults served: {out}");
     for kind in kinds {
-        assert!(proxy.served(*kind) >= 2, "{kind:?} was injected: {out}");
+        assert!(proxy.served(*kind) >= 5, "{kind:?} was injected: {out}");
     }
     if scan_errors {
         assert!(proxy.faults.lock().unwrap().scan_errors_served >= 3);
@@ -49,22 +49,22 @@ async fn survives(kinds: &[Fault], scan_errors: bool) {
 
 #[tokio::test]
 async fn sixty_percent_throttling_loses_nothing() {
-    survives(&[Fault::Throttle], false).await;
+    survives(&[Fault::Throttle], false, 250).await;
 }
 
 #[tokio::test]
 async fn sixty_percent_server_errors_lose_nothing() {
-    survives(&[Fault::ServerError], false).await;
+    survives(&[Fault::ServerError], false, 250).await;
 }
 
 #[tokio::test]
 async fn sixty_percent_resets_lose_nothing() {
-    survives(&[Fault::Reset], false).await;
+    survives(&[Fault::Reset], false, 250).await;
 }
 
 #[tokio::test]
 async fn sixty_percent_unprocessed_items_lose_nothing() {
-    survives(&[Fault::Unprocessed], false).await;
+    survives(&[Fault::Unprocessed], false, 250).await;
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn sixty_percent_of_every_fault_mixed_with_failing_scans_loses_nothing() {
         Fault::Reset,
         Fault::Unprocessed,
     ];
-    survives(&all, true).await;
+    survives(&all, true, 500).await;
 }
 
 /// Sustained throttling: the achieved rate drops, the controller cuts its
