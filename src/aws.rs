@@ -95,6 +95,19 @@ pub fn dynamodb(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
 }
 
+/// A table's description, `None` when it does not exist, or the error in
+/// words. Shared by the sink (the target check) and verify.
+pub async fn describe_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<Option<aws_sdk_dynamodb::types::TableDescription>, String> {
+    match client.describe_table().table_name(name).send().await {
+        Ok(out) => Ok(out.table),
+        Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(describe_error(&e)),
+    }
+}
+
 /// A readable account of an SDK error: its code and message, not `Debug`.
 pub fn describe_error<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
 where

@@ -675,6 +675,13 @@ async fn missing_sources_and_a_mismatched_target_are_clear_errors() {
     );
 
     load_golden(&c).await;
+    // Verify of a target that was never made: a clear error, not a match.
+    let (code, _, out) = verify(dir.path(), &db.endpoint, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("the target table does not exist: nothing to verify"),
+        "{out}"
+    );
     c.create_table()
         .table_name(TARGET)
         .attribute_definitions(

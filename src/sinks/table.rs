@@ -81,13 +81,9 @@ pub async fn describe(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
 ) -> Result<Option<TableDescription>, TableError> {
-    match client.describe_table().table_name(name).send().await {
-        Ok(out) => Ok(out.table),
-        Err(e) if crate::aws::error_code(&e).as_deref() == Some("ResourceNotFoundException") => {
-            Ok(None)
-        }
-        Err(e) => Err(aws(name, crate::aws::describe_error(&e))),
-    }
+    crate::aws::describe_table(client, name)
+        .await
+        .map_err(|message| aws(name, message))
 }
 
 fn key_schema(pk: &str, sk: Option<&str>) -> Result<Vec<KeySchemaElement>, String> {

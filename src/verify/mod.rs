@@ -449,9 +449,15 @@ pub async fn verify(
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let clock = std::time::Instant::now();
     let (plan, mut warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
-    let desc = crate::sinks::table::describe(client, &mapping.table.name)
-        .await?
-        .ok_or_else(|| crate::sinks::table::TableError::Missing(mapping.table.name.clone()))?;
+    let name = &mapping.table.name;
+    let target_error = |message: String| crate::sources::SourceError::Describe {
+        table: name.clone(),
+        message,
+    };
+    let desc = crate::aws::describe_table(client, name)
+        .await
+        .map_err(target_error)?
+        .ok_or_else(|| target_error("the target table does not exist: nothing to verify".into()))?;
     let target = TableInfo {
         name: mapping.table.name.clone(),
         key: mapping
