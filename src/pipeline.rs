@@ -152,7 +152,84 @@ pub async fn migrate(
     let signals = spawn_signals(shutdown_tx.clone(), interrupted.clone());
 
     let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
-    let writer_cfg = writer::WriterConfig {
+    let sink_io = SinkIo {
+        rx: sink_rx,
+        dead: dead_tx.clone(),
+        on_stop: shutdown_tx.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+    let sink = tokio::spawn(writer::run(
+        client.clone(),
+        writer_config(mapping, opts),
+        sink_io,
+        stats.clone(),
+    ));
+    let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
+    let expected: u64 = plan.iter().map(EntitySource::expected).sum();
+    let outlets = Outlets {
+        sink: sink_tx,
+        dead: dead_tx,
+    };
+    let shared_mapping = Arc::new(mapping.clone());
+    let transformer = tokio::spawn(transform_stage(
+        shared_mapping,
+        src_rx,
+        outlets,
+        stats.clone(),
+        expected,
+    ));
+
+    let (readers, progress) = readers(client, store, mapping, &plan, opts, &stats, shutdown_rx);
+    let phases = Phases {
+        plan: &plan,
+        readers: &readers,
+        tx: src_tx,
+        shutdown: &shutdown_tx,
+        stats: &stats,
+        clock,
+    };
+    let (mut failure, warnings) = phases.read(source_warnings).await;
+    progress.finish();
+    // Sources are done: the transform drains, then the sink, then the dead letters.
+    let (transformed, sunk, dead) = (transformer.await, sink.await, dead_task.await);
+    failure = first_failure(failure, transformed, sunk, dead);
+    signals.abort();
+    let ended = Ended {
+        started_at,
+        clock,
+        interrupted: interrupted.load(Ordering::SeqCst),
+        warnings,
+    };
+    Ok(finish_report(&stats, mapping, &plan, opts, ended, failure))
+}
+
+type Joined<T> = Result<T, tokio::task::JoinError>;
+
+/// The error that explains a run's end: the dead-letter file's own failure
+/// first (it explains the others), then the reading's, then the transform's
+/// and the sink's.
+fn first_failure(
+    reading: Option<PipelineError>,
+    transformed: Joined<()>,
+    sunk: Joined<Result<(), writer::SinkError>>,
+    dead: Joined<Result<u64, dead_letter::DeadLetterError>>,
+) -> Option<PipelineError> {
+    let task = |e: tokio::task::JoinError| PipelineError::Task(e.to_string());
+    let dead = match dead {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.into()),
+        Err(e) => Some(task(e)),
+    };
+    let sunk = match sunk {
+        Ok(r) => r.err().map(PipelineError::from),
+        Err(e) => Some(task(e)),
+    };
+    dead.or(reading).or(transformed.err().map(task)).or(sunk)
+}
+
+/// How the sink writes, from the options.
+fn writer_config(mapping: &Mapping, opts: &MigrateOptions) -> writer::WriterConfig {
+    writer::WriterConfig {
         table: mapping.table.name.clone(),
         key_names: mapping
             .table
@@ -167,36 +244,23 @@ pub async fn migrate(
         items_per_second: opts.items_per_second,
         write_units_per_second: opts.write_units_per_second,
         sample_every: opts.rate_sample_every,
-    };
-    let sink_io = SinkIo {
-        rx: sink_rx,
-        dead: dead_tx.clone(),
-        on_stop: shutdown_tx.clone(),
-        shutdown: shutdown_rx.clone(),
-    };
-    let sink = tokio::spawn(writer::run(
-        client.clone(),
-        writer_cfg,
-        sink_io,
-        stats.clone(),
-    ));
-    let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
-    let expected: u64 = plan.iter().map(EntitySource::expected).sum();
-    let transformer = tokio::spawn(transform_stage(
-        Arc::new(mapping.clone()),
-        src_rx,
-        Outlets {
-            sink: sink_tx,
-            dead: dead_tx,
-        },
-        stats.clone(),
-        expected,
-    ));
+    }
+}
 
+/// What every source task shares, and the progress bars they move.
+fn readers(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    plan: &[EntitySource],
+    opts: &MigrateOptions,
+    stats: &Arc<RunStats>,
+    shutdown: watch::Receiver<bool>,
+) -> (Readers, Arc<crate::progress::Progress>) {
     let tables: Vec<(String, u64, usize)> = mapping
         .entities
         .iter()
-        .zip(&plan)
+        .zip(plan)
         .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
         .collect();
     let progress = Arc::new(crate::progress::Progress::new(opts.quiet, &tables));
@@ -206,7 +270,7 @@ pub async fn migrate(
         store: store.clone(),
         scan: opts.scan.clone(),
         permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
-        shutdown: shutdown_rx,
+        shutdown,
         on_records: Arc::new(move |e, n| {
             // Counted where records are produced, apart from the transform.
             RunStats::add(&produced.entity(e).produced, n);
@@ -214,70 +278,78 @@ pub async fn migrate(
         }),
         on_file: Arc::new(move |e| pf.file_done(e)),
     };
+    (readers, progress)
+}
 
-    let mut failure: Option<PipelineError> = None;
-    let mut warnings = source_warnings;
-    for phase in 0..sources::phases(&plan) {
-        let mut tasks = tokio::task::JoinSet::new();
-        sources::spawn_phase(phase, &plan, &readers, &src_tx, &mut tasks);
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((entity, Ok(w))) => {
-                    warnings.extend(w);
-                    let millis = clock.elapsed().as_millis() as u64;
-                    stats
-                        .entity(entity)
-                        .read_millis
-                        .fetch_max(millis, Ordering::Relaxed);
-                }
-                Ok((_, Err(e))) => {
-                    let _ = shutdown_tx.send(true);
-                    failure.get_or_insert(e.into());
-                }
-                Err(e) => {
-                    let _ = shutdown_tx.send(true);
-                    failure.get_or_insert(PipelineError::Task(e.to_string()));
+/// The reading of a run, phase by phase.
+struct Phases<'a> {
+    plan: &'a [EntitySource],
+    readers: &'a Readers,
+    tx: mpsc::Sender<SourceMsg>,
+    shutdown: &'a watch::Sender<bool>,
+    stats: &'a RunStats,
+    clock: Instant,
+}
+
+impl Phases<'_> {
+    /// Reads every phase, each written before the next begins, until the
+    /// end, a failure or a shutdown. Returns the failure and the warnings.
+    async fn read(self, mut warnings: Vec<String>) -> (Option<PipelineError>, Vec<String>) {
+        let mut failure: Option<PipelineError> = None;
+        for phase in 0..sources::phases(self.plan) {
+            let mut tasks = tokio::task::JoinSet::new();
+            sources::spawn_phase(phase, self.plan, self.readers, &self.tx, &mut tasks);
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((entity, Ok(w))) => {
+                        warnings.extend(w);
+                        let millis = self.clock.elapsed().as_millis() as u64;
+                        let c = self.stats.entity(entity);
+                        c.read_millis.fetch_max(millis, Ordering::Relaxed);
+                    }
+                    Ok((_, Err(e))) => {
+                        let _ = self.shutdown.send(true);
+                        failure.get_or_insert(e.into());
+                    }
+                    Err(e) => {
+                        let _ = self.shutdown.send(true);
+                        failure.get_or_insert(PipelineError::Task(e.to_string()));
+                    }
                 }
             }
+            if failure.is_some() || *self.shutdown.borrow() {
+                break;
+            }
+            // The next phase's changes apply on top of this one's writes.
+            let (ack_tx, ack_rx) = oneshot::channel();
+            let sent = self.tx.send(SourceMsg::Barrier(ack_tx)).await;
+            if sent.is_err() || ack_rx.await.is_err() {
+                failure.get_or_insert(PipelineError::Task("the transform stopped".into()));
+                break;
+            }
         }
-        if failure.is_some() || *shutdown_tx.borrow() {
-            break;
-        }
-        // The next phase's changes apply on top of this one's writes.
-        let (ack_tx, ack_rx) = oneshot::channel();
-        if src_tx.send(SourceMsg::Barrier(ack_tx)).await.is_err() || ack_rx.await.is_err() {
-            failure.get_or_insert(PipelineError::Task("the transform stopped".into()));
-            break;
-        }
+        (failure, warnings)
     }
-    drop(src_tx);
-    progress.finish();
-    // Sources are done: the transform drains, then the sink, then the dead letters.
-    let transformed = transformer.await;
-    let sunk = sink.await;
-    // The dead-letter file's own failure explains the others: it goes first.
-    match dead_task.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => failure = Some(e.into()),
-        Err(e) => {
-            failure.get_or_insert(PipelineError::Task(e.to_string()));
-        }
-    }
-    if let Err(e) = transformed {
-        failure.get_or_insert(PipelineError::Task(e.to_string()));
-    }
-    match sunk {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            failure.get_or_insert(e.into());
-        }
-        Err(e) => {
-            failure.get_or_insert(PipelineError::Task(e.to_string()));
-        }
-    }
-    signals.abort();
+}
 
-    let was_interrupted = interrupted.load(Ordering::SeqCst);
+/// How a run ended, for its report.
+struct Ended {
+    started_at: String,
+    clock: Instant,
+    interrupted: bool,
+    warnings: Vec<String>,
+}
+
+/// The run report from the final counters, with the verdict: a run that
+/// does not reconcile, or was interrupted, fails.
+fn finish_report(
+    stats: &RunStats,
+    mapping: &Mapping,
+    plan: &[EntitySource],
+    opts: &MigrateOptions,
+    ended: Ended,
+    mut failure: Option<PipelineError>,
+) -> (RunReport, Option<PipelineError>) {
     let names: Vec<(String, String)> = mapping
         .entities
         .iter()
@@ -291,21 +363,21 @@ pub async fn migrate(
         mapping: mapping.origin.display().to_string(),
         target_table: mapping.table.name.clone(),
         source: kinds.join("+"),
-        started_at,
-        duration: clock.elapsed(),
-        interrupted: was_interrupted || failure.is_some(),
+        started_at: ended.started_at,
+        duration: ended.clock.elapsed(),
+        interrupted: ended.interrupted || failure.is_some(),
         dead_letter_file: Some(opts.dead_letter.display().to_string()),
-        source_warnings: warnings,
+        source_warnings: ended.warnings,
     };
-    let mut report = RunReport::build(&stats, &names, meta);
+    let mut report = RunReport::build(stats, &names, meta);
     if failure.is_none() && !report.reconciled {
         failure = Some(PipelineError::NotReconciled);
     }
-    if failure.is_none() && was_interrupted {
+    if failure.is_none() && ended.interrupted {
         failure = Some(PipelineError::Interrupted);
     }
     report.judge(failure.is_some(), opts.allow_dead_letters);
-    Ok((report, failure))
+    (report, failure)
 }
 
 /// Ctrl-C, SIGTERM, SIGHUP: stop reading; what is in flight still lands
