@@ -810,6 +810,11 @@ async fn the_real_aws_export_is_refused_for_its_gap_and_migrates_with_the_overri
     let d = dir.path();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/aws-export-test-table/AWSDynamoDB");
+    assert!(
+        root.is_dir(),
+        "the real AWS export is read from {} (the shared data beside the project)",
+        root.display()
+    );
     let full = "01768385930622-efd1a093";
     let lines: Vec<String> = [full, "01768386924000-d339e52d", "01768388186000-4a2fc3ff"]
         .iter()
