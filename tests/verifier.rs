@@ -296,3 +296,52 @@ fn restyle(v: &serde_json::Value) -> serde_json::Value {
         other => other.clone(),
     }
 }
+
+/// Two entities that make one key (every user's personality written over
+/// their credits): migrate counts the overwritten ones, and `verify --full`
+/// names each as a collision across entities, not as a plain missing item.
+#[tokio::test]
+async fn a_key_two_entities_make_is_a_collision_in_verify_full() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 300, 23, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clash = std::fs::read_to_string(mapping_path()).unwrap().replacen(
+        "sk = \"PERSONALITY\"",
+        "sk = \"CREDITS\"",
+        1,
+    );
+    assert_ne!(clash, std::fs::read_to_string(mapping_path()).unwrap());
+    std::fs::write(d.join("clash.toml"), clash).unwrap();
+    let (run, _) = migrate_expect(d, &db.endpoint, "clash.toml", &[], 3);
+    let overwritten = run["totals"]["overwritten"].as_u64().unwrap();
+    assert!(overwritten >= 20, "{run:#}");
+    let v = args("verify --mapping clash.toml --full --max-listed 100000 --report v.json");
+    let o = singletable(d, &db.endpoint, &v);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = report(d, "v.json");
+    let collisions: Vec<&serde_json::Value> = r["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "collision")
+        .collect();
+    assert_eq!(
+        collisions.len() as u64,
+        overwritten,
+        "one per record written over"
+    );
+    for m in &collisions {
+        let s = m["source_key"].as_str().unwrap();
+        assert!(s.contains("userId=") && s.contains("holds the key"), "{m}");
+    }
+    assert!(
+        r["mismatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["kind"] != "missing"),
+        "no collision is reported as a plain missing item"
+    );
+}

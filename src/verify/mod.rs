@@ -439,6 +439,38 @@ impl TargetSink for FullTarget<'_> {
     }
 }
 
+/// For records missing from their entity's target items: the other entity
+/// whose item holds the key, if one does (two entities make one key: a
+/// collision across entities), looked up by key.
+async fn held_elsewhere(
+    at: &sample::Lookup<'_>,
+    mapping: &Mapping,
+    names: &[&str],
+    missing: Vec<(usize, Expected)>,
+) -> Result<Vec<(usize, Expected, Option<usize>)>, PipelineError> {
+    let mut seen = std::collections::HashSet::new();
+    let keys: Vec<Item> = missing
+        .iter()
+        .filter(|(_, x)| seen.insert(key_text(&x.item, names)))
+        .map(|(_, x)| project(&x.item, names))
+        .collect();
+    let found = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        sample::batch_get(at, &keys, names).await?
+    };
+    Ok(missing
+        .into_iter()
+        .map(|(e, x)| {
+            let holder = found
+                .get(&key_text(&x.item, names))
+                .and_then(|item| mapping.entity_of(item))
+                .filter(|other| *other != e);
+            (e, x, holder)
+        })
+        .collect())
+}
+
 /// Runs the verification.
 pub async fn verify(
     client: &aws_sdk_dynamodb::Client,
@@ -583,20 +615,45 @@ pub async fn verify(
                 .filter(|(at, _)| !s.collisions.contains_key(at))
                 .collect();
             source_items.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut missing = Vec::new();
             for ((e, key), expected) in source_items {
                 let actual = target_items.remove(&(e, key));
                 let name = &mapping.entities[e].name;
                 match &actual {
-                    None => {
-                        checks[e].missing += 1;
-                        mismatches.push(sample::mismatch(name, &names, &expected, None));
-                    }
+                    None => missing.push((e, expected)),
                     Some(a) if !crate::item::differing_attributes(&expected.item, a).is_empty() => {
                         checks[e].changed += 1;
                         mismatches.push(sample::mismatch(name, &names, &expected, Some(a)));
                     }
                     Some(_) => {}
                 }
+            }
+            let at = sample::Lookup {
+                client,
+                table: &mapping.table.name,
+                stall: opts.scan.stall_timeout,
+            };
+            for (e, expected, holder) in held_elsewhere(&at, mapping, &names, missing).await? {
+                let name = &mapping.entities[e].name;
+                let Some(other) = holder else {
+                    checks[e].missing += 1;
+                    mismatches.push(sample::mismatch(name, &names, &expected, None));
+                    continue;
+                };
+                checks[e].collisions += 1;
+                checks[e].collided_records += 1;
+                let source_key = format!(
+                    "{} ({name}), and an item of entity {} holds the key",
+                    key_display(&expected.source_key),
+                    mapping.entities[other].name
+                );
+                mismatches.push(Mismatch {
+                    entity: name.clone(),
+                    key: expected.item_key(&names),
+                    source_key,
+                    kind: "collision".into(),
+                    differences: Vec::new(),
+                });
             }
             let mut extras: Vec<((usize, String), Item)> = target_items.into_iter().collect();
             extras.sort_by(|a, b| a.0.cmp(&b.0));
