@@ -102,11 +102,21 @@ pub async fn check_data(
     plan: &[EntitySource],
     stall: Duration,
 ) -> Result<Vec<String>, PipelineError> {
-    let n = DATA_CHECK_SAMPLE;
-    let samples = sources::sample_items(client, store, mapping, plan, n, stall).await?;
+    let mut samples = Vec::new();
+    for (entity, source) in mapping.entities.iter().zip(plan) {
+        let table = &entity.source_table;
+        let n = DATA_CHECK_SAMPLE;
+        let (records, _) = sources::first_records(client, store, table, source, n, stall).await?;
+        samples.push(sources::images(&records));
+    }
+    judge_data(mapping, &samples)
+}
+
+/// [`check_data`] on samples already read: one per entity.
+fn judge_data(mapping: &Mapping, samples: &[Vec<Item>]) -> Result<Vec<String>, PipelineError> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    for (entity, sample) in mapping.entities.iter().zip(&samples) {
+    for (entity, sample) in mapping.entities.iter().zip(samples) {
         let found = data_check::check(entity, sample);
         errors.extend(found.errors);
         warnings.extend(found.warnings);
@@ -644,23 +654,28 @@ pub async fn preview(
     skip_data_check: bool,
 ) -> Result<String, PipelineError> {
     let (plan, mut warnings) = sources::plan(client, store, mapping, sources_opts).await?;
+    // One read per source serves the data check and the items shown.
+    let wanted = if skip_data_check {
+        limit
+    } else {
+        limit.max(DATA_CHECK_SAMPLE)
+    };
+    let mut read = Vec::new();
+    for (entity, source) in mapping.entities.iter().zip(&plan) {
+        let table = &entity.source_table;
+        let first = sources::first_records(client, store, table, source, wanted, PREVIEW_STALL);
+        read.push(first.await?);
+    }
     if !skip_data_check {
-        warnings.extend(check_data(client, store, mapping, &plan, PREVIEW_STALL).await?);
+        let samples: Vec<Vec<Item>> = read.iter().map(|(r, _)| sources::images(r)).collect();
+        warnings.extend(judge_data(mapping, &samples)?);
     }
     let mut out = String::new();
     for w in warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
-    for (entity, source) in mapping.entities.iter().zip(&plan) {
-        let (records, from) = sources::first_records(
-            client,
-            store,
-            &entity.source_table,
-            source,
-            limit,
-            PREVIEW_STALL,
-        )
-        .await?;
+    for (entity, (mut records, from)) in mapping.entities.iter().zip(read) {
+        records.truncate(limit);
         out.push_str(&format!(
             "== {} ({} by {} -> {} {}): {} record(s) shown\n",
             entity.name,

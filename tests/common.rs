@@ -28,6 +28,11 @@ pub fn mapping_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/ai-girlfriend.toml")
 }
 
+/// The shipped mapping's path, as an argument.
+pub fn m() -> String {
+    mapping_path().to_str().unwrap().to_string()
+}
+
 /// dynoxide, in-process, on a free port, until dropped.
 pub struct Dynoxide {
     pub endpoint: String,

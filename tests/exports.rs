@@ -17,10 +17,6 @@ fn run_code(dir: &Path, endpoint: &str, args: &[&str], code: i32) -> String {
     text(&o)
 }
 
-fn m() -> String {
-    mapping_path().to_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_local_export_migrates_to_what_a_scan_would_write() {
     let db = Dynoxide::start();

@@ -6,10 +6,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn m() -> String {
-    mapping_path().to_str().unwrap().to_string()
-}
-
 /// Migrates a small dataset through the proxy with 60% of BatchWriteItem
 /// calls answered with `kinds` (and, with `scan_errors`, 60% of Scan calls
 /// with a 500); checks nothing was lost and the target verifies in full.

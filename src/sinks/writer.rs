@@ -181,6 +181,7 @@ pub async fn run(
         shutdown,
     } = io;
     let started = Instant::now();
+    let client = one_attempt(&client);
     let ceiling = cfg.write_units_per_second.map(|u| u.get() as f64);
     let ctl = Arc::new(Controller::new(ceiling, cfg.max_in_flight, started));
     let sampler = spawn_sampler(ctl.clone(), cfg.sample_every);
@@ -241,6 +242,17 @@ pub async fn run(
         }),
         None => Ok(()),
     }
+}
+
+/// The sink's own client, built once: the SDK makes one attempt per call,
+/// so every throttle reaches the controller and the retry is ours.
+fn one_attempt(client: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
+    let conf = client
+        .config()
+        .to_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 /// Samples the achieved rate every `every` until aborted.
@@ -476,8 +488,8 @@ impl Shared {
         }
     }
 
-    /// Sends one BatchWriteItem call for `pending`. The SDK makes one
-    /// attempt: every throttle reaches the controller, and the retry is ours.
+    /// Sends one BatchWriteItem call for `pending` (one attempt: see
+    /// [`one_attempt`]).
     async fn call(&self, pending: &[WriteRequest]) -> CallResult {
         let requests: Result<Vec<SdkWriteRequest>, _> = pending
             .iter()
@@ -501,15 +513,11 @@ impl Shared {
                 }
             }
         };
-        let one_attempt = aws_sdk_dynamodb::config::Builder::default()
-            .retry_config(aws_config::retry::RetryConfig::disabled());
         let out = self
             .client
             .batch_write_item()
             .request_items(&self.cfg.table, requests)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .customize()
-            .config_override(one_attempt)
             .send()
             .await;
         match out {
@@ -654,5 +662,27 @@ mod tests {
             },
         );
         assert_eq!(a, RetryAction::Retry(vec![req("a")], "slow".into()));
+    }
+
+    #[tokio::test]
+    async fn the_sink_client_makes_one_attempt_and_keeps_the_rest() {
+        let opts = crate::aws::AwsOptions {
+            region: Some("eu-north-1".into()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            static_credentials: Some(("a".into(), "b".into())),
+            ..Default::default()
+        };
+        let client = crate::aws::dynamodb(&crate::aws::load(&opts).await);
+        let ours = one_attempt(&client);
+        let retry = ours.config().retry_config().unwrap();
+        assert_eq!(retry.max_attempts(), 1);
+        assert_eq!(client.config().retry_config().unwrap().max_attempts(), 3);
+        assert_eq!(ours.config().region().unwrap().as_ref(), "eu-north-1");
+        assert!(ours
+            .config()
+            .timeout_config()
+            .unwrap()
+            .operation_attempt_timeout()
+            .is_some());
     }
 }

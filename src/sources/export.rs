@@ -580,7 +580,8 @@ async fn read_once(
         error: ExportError::new(&name, e.to_string()),
     })?;
     let got = hashing.into_inner().finish();
-    check_file(export, file, &name, &got, &mut outcome).map_err(Failure::lasting)?;
+    let accepted = check_file(export, file, &name, &got, outcome.records);
+    outcome.warnings = accepted.map_err(Failure::lasting)?;
     Ok(outcome)
 }
 
@@ -610,19 +611,19 @@ async fn send(out: &FileSink<'_>, name: &str, records: Vec<SourceRecord>) -> Res
         .map_err(|_| Failure::lasting(ExportError::new(name, "the pipeline stopped")))
 }
 
-/// Compares a file read to the end with its manifest entry.
-fn check_file(
+/// Compares a file read to its end (its MD5, its record count) with its
+/// manifest entry; the mismatches the export accepts, as warnings.
+pub(super) fn check_file(
     export: &Export,
     file: &DataFile,
     name: &str,
-    got: &str,
-    outcome: &mut FileOutcome,
-) -> Result<(), ExportError> {
+    md5: &str,
+    records: u64,
+) -> Result<Vec<String>, ExportError> {
+    let mut warnings = Vec::new();
     let mut problem = |message: String| -> Result<(), ExportError> {
         if export.accept_mismatch {
-            outcome
-                .warnings
-                .push(format!("{name}: {message} (accepted)"));
+            warnings.push(format!("{name}: {message} (accepted)"));
             Ok(())
         } else {
             Err(ExportError::new(
@@ -632,21 +633,20 @@ fn check_file(
         }
     };
     if let Some(want) = &file.md5 {
-        if want != got {
+        if want != md5 {
             problem(format!(
-                "MD5 of the file as read is {got}, manifest-files.json says {want}"
+                "MD5 of the file as read is {md5}, manifest-files.json says {want}"
             ))?;
         }
     }
     if let Some(want) = file.item_count {
-        if want != outcome.records {
+        if want != records {
             problem(format!(
-                "holds {} records, manifest-files.json says {want}",
-                outcome.records
+                "holds {records} records, manifest-files.json says {want}"
             ))?;
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Reads the first `limit` records of an export (for `preview`).

@@ -431,31 +431,17 @@ pub async fn first_records(
     }
 }
 
-/// Items sampled from each entity's source, for checking the mapping
-/// against the data: whole items, and the images of changes.
-pub async fn sample_items(
-    client: &aws_sdk_dynamodb::Client,
-    store: &export::Store,
-    mapping: &Mapping,
-    plan: &[EntitySource],
-    per_entity: usize,
-    stall: std::time::Duration,
-) -> Result<Vec<Vec<Item>>, SourceError> {
-    let mut out = Vec::new();
-    for (entity, source) in mapping.entities.iter().zip(plan) {
-        let table = &entity.source_table;
-        let (records, _) = first_records(client, store, table, source, per_entity, stall).await?;
-        let items = records
-            .into_iter()
-            .filter_map(|r| match r {
-                SourceRecord::Item(i) => Some(i),
-                SourceRecord::Change { new, old, .. } => new.or(old),
-                SourceRecord::Bad { .. } => None,
-            })
-            .collect();
-        out.push(items);
-    }
-    Ok(out)
+/// The items among some records, for checking the mapping against the
+/// data: whole items, and the images of changes.
+pub fn images(records: &[SourceRecord]) -> Vec<Item> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            SourceRecord::Item(i) => Some(i.clone()),
+            SourceRecord::Change { new, old, .. } => new.clone().or_else(|| old.clone()),
+            SourceRecord::Bad { .. } => None,
+        })
+        .collect()
 }
 
 /// The number of phases: 1 (scans and full exports) plus the most

@@ -19,7 +19,7 @@ use md5::{Digest as _, Md5};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::export::{DataFile, Export, Store};
+use super::export::{check_file, DataFile, Export, Store};
 use crate::export::{ExportError, Object};
 use crate::retry::Patience;
 
@@ -90,32 +90,7 @@ pub async fn prove(
         }
     };
     let (md5, records) = hash_and_count(&local, &name).await?;
-    let mut warnings = Vec::new();
-    let mut problem = |message: String| -> Result<(), ExportError> {
-        if export.accept_mismatch {
-            warnings.push(format!("{name}: {message} (accepted)"));
-            Ok(())
-        } else {
-            Err(ExportError::new(
-                &name,
-                format!("{message}; nothing of it was written; pass --accept-export-mismatch to read it anyway"),
-            ))
-        }
-    };
-    if let Some(want) = &file.md5 {
-        if *want != md5 {
-            problem(format!(
-                "MD5 of the file as read is {md5}, manifest-files.json says {want}"
-            ))?;
-        }
-    }
-    if let Some(want) = file.item_count {
-        if want != records {
-            problem(format!(
-                "holds {records} records, manifest-files.json says {want}"
-            ))?;
-        }
-    }
+    let warnings = check_file(export, file, &name, &md5, records)?;
     Ok(Proven {
         object: local,
         warnings,
