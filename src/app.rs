@@ -8,20 +8,21 @@
 //! 3 a migration finished with items not migrated.
 
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::aws::AwsOptions;
+use crate::checkpoint::{State, Status};
 use crate::cli::{
     AwsArgs, Command, DataArgs, DemoArgs, DemoDataArgs, ExportFormat, MappingArgs, MigrateArgs,
-    PreviewArgs, ScanArgs, SourceArgs, VerifyArgs,
+    PreviewArgs, ReplayArgs, ScanArgs, SourceArgs, StatusArgs, VerifyArgs, WriteArgs,
 };
 use crate::export::write::ExportSpec;
 use crate::export::Record;
 use crate::mapping::Mapping;
-use crate::pipeline::{self, MigrateOptions};
+use crate::pipeline::{self, MigrateOptions, StateOptions};
 use crate::report::write_json;
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
@@ -34,6 +35,8 @@ pub use crate::report::{EXIT_DIFFERS, EXIT_FAILED, EXIT_NOT_MIGRATED, EXIT_OK};
 pub async fn run(command: Command) -> Result<i32> {
     match command {
         Command::Migrate(a) => migrate(&a).await,
+        Command::Status(a) => status(&a),
+        Command::Replay(a) => replay(&a).await,
         Command::Preview(a) => preview(&a).await,
         Command::Verify(a) => verify_cmd(&a).await,
         Command::DemoData(a) => {
@@ -122,22 +125,69 @@ fn scan_config(a: &ScanArgs) -> ScanConfig {
     }
 }
 
-fn migrate_options(a: &MigrateArgs) -> Result<MigrateOptions> {
-    Ok(MigrateOptions {
-        create_table: a.create_table,
-        sources: source_options(&a.sources)?,
-        scan: scan_config(&a.scan),
-        read_concurrency: a.scan.read_concurrency,
-        max_in_flight: a.max_in_flight,
-        stall_timeout: a.scan.stall_timeout,
-        items_per_second: a.write_rate.and_then(NonZeroU32::new),
-        write_units_per_second: a.write_units.and_then(NonZeroU32::new),
-        dead_letter: a.dead_letter.clone(),
-        allow_dead_letters: a.allow_dead_letters,
-        rate_sample_every: a.rate_sample_interval,
-        skip_data_check: a.skip_data_check,
-        quiet: a.aws.quiet,
-    })
+/// The write options shared by migrate and replay, from their arguments.
+fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateOptions {
+    MigrateOptions {
+        create_table: w.create_table,
+        sources: SourceOptions::default(),
+        scan: scan_config(&ScanArgs::default()),
+        read_concurrency: 16,
+        max_in_flight: w.max_in_flight,
+        stall_timeout: ScanArgs::default().stall_timeout,
+        items_per_second: w.write_rate.and_then(NonZeroU32::new),
+        write_units_per_second: w.write_units.and_then(NonZeroU32::new),
+        dead_letter,
+        allow_dead_letters: w.allow_dead_letters,
+        rate_sample_every: w.rate_sample_interval,
+        skip_data_check: false,
+        quiet: aws.quiet,
+        state: StateOptions {
+            path: PathBuf::from("singletable-state.json"),
+            resume: false,
+            fresh: false,
+            every: Duration::from_secs(2),
+            target: String::new(),
+        },
+    }
+}
+
+fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions> {
+    let mut o = write_options(&a.write, &a.aws, a.dead_letter.clone());
+    o.sources = source_options(&a.sources)?;
+    o.scan = scan_config(&a.scan);
+    o.read_concurrency = a.scan.read_concurrency;
+    o.stall_timeout = a.scan.stall_timeout;
+    o.skip_data_check = a.skip_data_check;
+    o.state = StateOptions {
+        path: a.state.clone(),
+        resume: a.resume,
+        fresh: a.fresh,
+        every: a.state_interval,
+        target: target_words(&mapping.table.name, &a.aws),
+    };
+    Ok(o)
+}
+
+/// The target table and where it is, for the state's fingerprint.
+fn target_words(table: &str, a: &AwsArgs) -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let endpoint = a
+        .endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_DYNAMODB"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| "AWS".into());
+    let region = a
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "the default region".into());
+    let profile = a.profile.as_deref().map(|p| format!(", profile {p}"));
+    format!(
+        "{table} in {region} at {endpoint}{}",
+        profile.unwrap_or_default()
+    )
 }
 
 /// The export store, spooling S3 data files as the source arguments say.
@@ -148,14 +198,23 @@ fn store(s3: aws_sdk_s3::Client, a: &SourceArgs) -> Store {
 
 async fn migrate(a: &MigrateArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
-    let opts = migrate_options(a)?;
+    let opts = migrate_options(a, &mapping)?;
+    if a.resume {
+        if let Some(done) = State::load(&a.state)?.filter(|s| s.status == Status::Finished) {
+            eprint!("{}", crate::checkpoint::render_status(&a.state, &done));
+            eprintln!(
+                "nothing to resume: that run finished; run without --resume to migrate again"
+            );
+            return Ok(done.exit_code.unwrap_or(EXIT_OK));
+        }
+    }
     let (client, s3) = clients(&a.aws, None).await;
     run_migrate(
         &client,
         &store(s3, &a.sources),
         &mapping,
         &opts,
-        a.report.as_deref(),
+        a.write.report.as_deref(),
     )
     .await
 }
@@ -167,7 +226,16 @@ async fn run_migrate(
     opts: &MigrateOptions,
     report: Option<&Path>,
 ) -> Result<i32> {
-    let (report_data, failure) = pipeline::migrate(client, store, mapping, opts).await?;
+    let ran = pipeline::migrate(client, store, mapping, opts).await?;
+    finish_run(ran, report)
+}
+
+/// Writes and prints a run's report; its exit code, or the error that
+/// stopped it.
+fn finish_run(
+    (report_data, failure): (crate::report::RunReport, Option<pipeline::PipelineError>),
+    report: Option<&Path>,
+) -> Result<i32> {
     if let Some(path) = report {
         write_json(path, &report_data)
             .with_context(|| format!("writing the run report {}", path.display()))?;
@@ -180,6 +248,36 @@ async fn run_migrate(
         Some(e) => Err(e.into()),
         None => Ok(report_data.exit_code),
     }
+}
+
+/// `status`: the state file, for people or as JSON.
+fn status(a: &StatusArgs) -> Result<i32> {
+    let Some(state) = State::load(&a.state)? else {
+        anyhow::bail!(
+            "state file {} does not exist: no run kept its state there (migrate --state names it)",
+            a.state.display()
+        );
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+    } else {
+        print!("{}", crate::checkpoint::render_status(&a.state, &state));
+    }
+    Ok(EXIT_OK)
+}
+
+/// `replay`: a dead-letter file's items, written again.
+async fn replay(a: &ReplayArgs) -> Result<i32> {
+    let mapping = load_mapping(&a.mapping)?;
+    let out = a
+        .still_failing
+        .clone()
+        .unwrap_or_else(|| pipeline::replay::still_failing_path(&a.dead_letter));
+    let mut opts = write_options(&a.write, &a.aws, out);
+    opts.stall_timeout = a.stall_timeout;
+    let (client, _) = clients(&a.aws, None).await;
+    let ran = pipeline::replay::replay(&client, &mapping, &opts, &a.dead_letter).await?;
+    finish_run(ran, a.write.report.as_deref())
 }
 
 async fn preview(a: &PreviewArgs) -> Result<i32> {
@@ -430,6 +528,14 @@ async fn demo_steps(
         rate_sample_every: Duration::from_secs(2),
         skip_data_check: false,
         quiet: a.quiet,
+        // The demo makes its data anew each time: it starts over.
+        state: StateOptions {
+            path: a.out.join("state.json"),
+            resume: false,
+            fresh: true,
+            every: Duration::from_secs(2),
+            target: format!("{} (demo)", mapping.table.name),
+        },
     };
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"

@@ -40,6 +40,11 @@ pub enum Command {
     /// Copy every legacy table through the mapping into the target table.
     #[command(after_help = EXIT_CODES)]
     Migrate(MigrateArgs),
+    /// Where a migration stands (running, killed, stopped or finished), from its state file.
+    Status(StatusArgs),
+    /// Write the items of a dead-letter file again, once their cause is fixed.
+    #[command(after_help = EXIT_CODES)]
+    Replay(ReplayArgs),
     /// Show what the first items of each legacy table would become; writes nothing.
     Preview(PreviewArgs),
     /// Prove the target holds what the mapping makes of the source.
@@ -146,6 +151,18 @@ pub struct ScanArgs {
     pub stall_timeout: Duration,
 }
 
+impl Default for ScanArgs {
+    /// The defaults clap gives (for commands that do not scan).
+    fn default() -> ScanArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            scan: ScanArgs,
+        }
+        Only::parse_from(["singletable"]).scan
+    }
+}
+
 /// A duration: a number and a unit (ms, s, m, h); a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -173,30 +190,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// How items are written to the target (migrate and replay).
 #[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    #[command(flatten)]
-    pub mapping: MappingArgs,
-    #[command(flatten)]
-    pub sources: SourceArgs,
-    #[command(flatten)]
-    pub scan: ScanArgs,
-    #[command(flatten)]
-    pub aws: AwsArgs,
+pub struct WriteArgs {
     /// Create the target table from the mapping if it does not exist.
     #[arg(long)]
     pub create_table: bool,
     /// Write the run report (JSON) here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
-    /// Write every item not migrated here, one JSON object a line: dead
-    /// letters, and items a stopped run did not write.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "singletable-dead-letters.jsonl"
-    )]
-    pub dead_letter: PathBuf,
     /// Items written per second at most: a ceiling for the adaptive rate
     /// (default: none).
     #[arg(long, value_name = "ITEMS")]
@@ -213,13 +215,84 @@ pub struct MigrateArgs {
     /// share of the items read (0.5%). More gives exit 3.
     #[arg(long, value_name = "N|N%", default_value = "0")]
     pub allow_dead_letters: Allowance,
+    /// How often the achieved write rate is sampled for the report.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
+    pub rate_sample_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub write: WriteArgs,
+    /// Write every item not migrated here, one JSON object a line: dead
+    /// letters, and items a stopped run did not write. A resumed run
+    /// appends to it.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "singletable-dead-letters.jsonl"
+    )]
+    pub dead_letter: PathBuf,
     /// Do not check the mapping against the first items of each source
     /// (attributes it names that none of them has stop the run).
     #[arg(long)]
     pub skip_data_check: bool,
-    /// How often the achieved write rate is sampled for the report.
+    /// Keep the run's state here (saved every few seconds and at the end):
+    /// where every Scan segment and export file stands, and the counters,
+    /// so a killed run can --resume. `singletable status` reads it.
+    #[arg(long, value_name = "PATH", default_value = "singletable-state.json")]
+    pub state: PathBuf,
+    /// Continue the run the state file describes, from where its records
+    /// were last acknowledged (the same mapping, sources and target).
+    #[arg(long, conflicts_with = "fresh")]
+    pub resume: bool,
+    /// Start over although the state file holds an unfinished run (it is
+    /// replaced, and the dead-letter file truncated).
+    #[arg(long)]
+    pub fresh: bool,
+    /// How often the state file is saved.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
-    pub rate_sample_interval: Duration,
+    pub state_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The state file of the run.
+    #[arg(long, value_name = "PATH", default_value = "singletable-state.json")]
+    pub state: PathBuf,
+    /// Print the state as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub write: WriteArgs,
+    /// The dead-letter file to re-drive: items that failed at the transform
+    /// are transformed again with the mapping, items that failed at the
+    /// write (or were not written) are written again as they are.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: PathBuf,
+    /// Where what still fails goes (default: FILE with .replay before its
+    /// extension). Truncated at the start.
+    #[arg(long, value_name = "PATH")]
+    pub still_failing: Option<PathBuf>,
+    /// Stop (exit 2) when no write has succeeded for this long.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

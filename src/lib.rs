@@ -5,11 +5,13 @@
 //! (by Scan, or from the [`export`] files of DynamoDB's Export to S3),
 //! [`mapping`] and [`transform`] turn them into target items, [`sinks`]
 //! write them (or dead-letter them), [`verify`] proves the result and
-//! [`report`] tells people. [`pipeline`] wires one run; [`app`] and [`cli`]
+//! [`report`] tells people; [`checkpoint`] keeps the state a killed run
+//! resumes from. [`pipeline`] wires one run; [`app`] and [`cli`]
 //! are the command line; [`demo`] and [`embedded`] make the built-in demo.
 
 pub mod app;
 pub mod aws;
+pub mod checkpoint;
 pub mod cli;
 pub mod demo;
 pub mod embedded;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::checkpoint::Counts;
 use crate::sinks::dead_letter::Stage;
 use crate::sinks::rate::{RateSample, RateSummary};
 
@@ -94,7 +95,14 @@ impl RunStats {
     }
 
     /// Counts one record of the dead-letter file, once it is on disk.
-    pub fn count_not_migrated(&self, entity: usize, stage: Stage, counted: bool, reason: &str) {
+    /// Returns the reason's key ("stage: kind").
+    pub fn count_not_migrated(
+        &self,
+        entity: usize,
+        stage: Stage,
+        counted: bool,
+        reason: &str,
+    ) -> String {
         let c = self.entity(entity);
         let counter = match (counted, stage) {
             (false, _) => &c.stale_dead_lettered,
@@ -112,7 +120,51 @@ impl RunStats {
         if !map.contains_key(&key) && map.len() >= MAX_REASONS {
             key = "other".into();
         }
-        *map.entry(key).or_default() += 1;
+        *map.entry(key.clone()).or_default() += 1;
+        key
+    }
+
+    /// Starts the counters where a resumed run's state left them.
+    pub fn preload(&self, saved: &[Counts]) {
+        for (i, s) in saved.iter().enumerate().take(self.entities.len()) {
+            let c = &self.entities[i];
+            let pairs = [
+                (&c.produced, s.produced),
+                (&c.read, s.read),
+                (&c.written, s.written),
+                (&c.overwritten, s.overwritten),
+                (&c.filtered, s.filtered),
+                (&c.dead_lettered, s.dead_lettered),
+                (&c.not_written, s.not_written),
+                (&c.deleted, s.deleted),
+                (&c.stale_deleted, s.stale_deleted),
+                (&c.stale_dead_lettered, s.stale_dead_lettered),
+                (&c.retries, s.retries),
+                (&c.throttles, s.throttles),
+                (&c.consumed_milli_wcu, s.consumed_milli_wcu),
+                (&c.estimated_wcu, s.estimated_wcu),
+                (&c.repeated_keys, s.repeated_keys),
+            ];
+            for (counter, n) in pairs {
+                counter.store(n, Ordering::Relaxed);
+            }
+            let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(map) = reasons.get_mut(i) {
+                map.clone_from(&s.reasons);
+            }
+        }
+    }
+
+    /// The counters a state carries that no acknowledgement tallies
+    /// (retries, throttles, units), as they stand, into `c`.
+    pub fn fill_unreconciled(&self, entity: usize, c: &mut Counts) {
+        let e = self.entity(entity);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        c.retries = get(&e.retries);
+        c.throttles = get(&e.throttles);
+        c.consumed_milli_wcu = get(&e.consumed_milli_wcu);
+        c.estimated_wcu = get(&e.estimated_wcu);
+        c.repeated_keys = get(&e.repeated_keys);
     }
 
     /// Records what the sink's rate controller did.

@@ -5,6 +5,7 @@
 mod common;
 mod exports;
 mod faults;
+mod resume;
 mod verifier;
 
 use std::collections::BTreeSet;

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 
+use crate::checkpoint::Part;
 use crate::item::Item;
 
 /// DynamoDB's limit on requests in one BatchWriteItem call.
@@ -42,6 +43,8 @@ pub struct WriteRequest {
     pub wire_bytes: usize,
     /// Write units it costs, counting the indexes it lands in.
     pub write_units: u64,
+    /// Its share of the source batch's ticket: settled once it is written.
+    pub part: Option<Part>,
 }
 
 /// What a request does.
@@ -131,6 +134,7 @@ mod tests {
             key: key.to_string(),
             wire_bytes: bytes,
             write_units: 1,
+            part: None,
         }
     }
 

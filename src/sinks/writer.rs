@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use super::batcher::{Batch, Batcher, Op, WriteRequest};
 use super::dead_letter::{DeadLetter, Stage};
 use super::rate::Controller;
+use crate::checkpoint::tracker::Outcome;
 use crate::item::key_text;
 use crate::rate::Limit;
 use crate::report::RunStats;
@@ -398,7 +399,7 @@ impl Shared {
                 self.ctl.on_throttle(Instant::now());
             }
             let (action, done) = decide(pending, result);
-            self.count_done(&done);
+            self.count_done(done);
             let (again, message) = match action {
                 RetryAction::Successful => return Ok(None),
                 RetryAction::RetryPartial(again) => (again, "unprocessed items".to_string()),
@@ -455,27 +456,33 @@ impl Shared {
         (since >= patience).then_some(since)
     }
 
-    fn count_done(&self, done: &[WriteRequest]) {
+    /// Counts what was written, and settles each request's share of its
+    /// source batch.
+    fn count_done(&self, done: Vec<WriteRequest>) {
         if done.is_empty() {
             return;
         }
         let now = Instant::now();
         let ms = now.saturating_duration_since(self.started).as_millis() as u64;
         self.last_progress_ms.fetch_max(ms, Ordering::Relaxed);
-        let mut units = 0;
+        let (n, mut units) = (done.len() as u64, 0);
         for r in done {
             let c = self.stats.entity(r.entity);
-            let counter = match (r.counted, r.op) {
-                (true, Op::Put) if r.overwrites => &c.overwritten,
-                (true, Op::Put) => &c.written,
-                (true, Op::Delete) => &c.deleted,
-                (false, _) => &c.stale_deleted,
+            let (counter, outcome) = match (r.counted, r.op) {
+                (true, Op::Put) if r.overwrites => (&c.overwritten, Outcome::Overwritten),
+                (true, Op::Put) => (&c.written, Outcome::Written),
+                (true, Op::Delete) => (&c.deleted, Outcome::Deleted),
+                (false, _) => (&c.stale_deleted, Outcome::StaleDeleted),
             };
             RunStats::add(counter, 1);
             RunStats::add(&c.estimated_wcu, r.write_units);
             units += r.write_units;
+            if let Some(part) = r.part {
+                part.count(outcome);
+                part.settle();
+            }
         }
-        self.ctl.on_success(done.len() as u64, units, now);
+        self.ctl.on_success(n, units, now);
     }
 
     fn count_retry(&self, again: &[WriteRequest], throttled: bool) {
@@ -580,10 +587,12 @@ impl Shared {
                 entity: r.entity,
                 source_key: r.source_key,
                 stage,
+                op: r.op,
                 reason: reason.to_string(),
                 item: r.item,
                 raw: None,
                 counted: r.counted,
+                part: r.part,
             };
             self.dead.send(dl).await.map_err(|_| ())?;
         }
@@ -607,6 +616,7 @@ mod tests {
             key: key.into(),
             wire_bytes: 1,
             write_units: 1,
+            part: None,
         }
     }
 

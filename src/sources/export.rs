@@ -20,6 +20,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use md5::{Digest as _, Md5};
+
+use crate::checkpoint::{Cursor, Step};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader, ReadBuf};
 use tokio::sync::{mpsc, watch};
 
@@ -427,6 +429,10 @@ pub struct FileSink<'a> {
     pub stall: Duration,
     /// Prove the file (MD5, record count) before sending any record.
     pub prove: bool,
+    /// Records an earlier run acknowledged: read past, not sent.
+    pub skip: u64,
+    /// Issues each batch's ticket when the run keeps a state.
+    pub cursor: Option<Cursor>,
 }
 
 /// Streams one data file into `out.tx` as records of `out.entity`,
@@ -447,7 +453,7 @@ pub async fn read_file(
         open: proven.as_ref().map_or(&file.object, |p| &p.object),
         check: proven.is_none(),
     };
-    let mut sent = 0u64;
+    let mut sent = out.skip;
     let mut patience = Patience::new(out.stall);
     loop {
         let before = sent;
@@ -456,6 +462,9 @@ pub async fn read_file(
                 outcome
                     .warnings
                     .extend(proven.into_iter().flat_map(|p| p.warnings));
+                if let (Some(c), false) = (&out.cursor, outcome.interrupted) {
+                    c.finish();
+                }
                 return Ok(outcome);
             }
             Err(f) if !f.transient => return Err(f.error),
@@ -601,9 +610,14 @@ fn bytes_read(lines: &mut Decoded) -> u64 {
 
 async fn send(out: &FileSink<'_>, name: &str, records: Vec<SourceRecord>) -> Result<(), Failure> {
     (out.on_records)(out.entity, records.len() as u64);
+    let step = Step {
+        records: records.len() as u64,
+        ..Step::default()
+    };
     let batch = SourceBatch {
         entity: out.entity,
         records,
+        part: out.cursor.as_ref().map(|c| c.issue(step)),
     };
     out.tx
         .send(SourceMsg::Batch(batch))
@@ -672,6 +686,8 @@ pub async fn read_first(
                 shutdown: None,
                 stall,
                 prove: false,
+                skip: 0,
+                cursor: None,
             };
             read_file(&store, &export, &file, &out).await
         });

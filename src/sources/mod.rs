@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::checkpoint::{Cursor, Part, UnitState};
 use crate::export::ExportError;
 use crate::item::Item;
 use crate::mapping::Mapping;
@@ -36,6 +37,9 @@ pub enum SourceRecord {
     },
     /// A line that holds no valid item: it is dead-lettered with `reason`.
     Bad { reason: String, raw: String },
+    /// An item the mapping already made (a write `replay` re-drives): put
+    /// it, or delete by its key, as it is.
+    Target { delete: bool, item: Item },
 }
 
 /// A page of records from one source table.
@@ -44,6 +48,9 @@ pub struct SourceBatch {
     /// Index of the entity (mapping order) whose table this is.
     pub entity: usize,
     pub records: Vec<SourceRecord>,
+    /// Its ticket, when the run keeps a state: settled once every record
+    /// of the batch is written, filtered or dead-lettered.
+    pub part: Option<Part>,
 }
 
 /// What flows from the sources to the transform.
@@ -439,7 +446,7 @@ pub fn images(records: &[SourceRecord]) -> Vec<Item> {
         .filter_map(|r| match r {
             SourceRecord::Item(i) => Some(i.clone()),
             SourceRecord::Change { new, old, .. } => new.clone().or_else(|| old.clone()),
-            SourceRecord::Bad { .. } => None,
+            SourceRecord::Bad { .. } | SourceRecord::Target { .. } => None,
         })
         .collect()
 }
@@ -457,6 +464,39 @@ pub fn phases(plan: &[EntitySource]) -> usize {
         .unwrap_or(0)
 }
 
+/// The units of work of a plan, in a fixed order: per entity, its Scan
+/// segments, or its export files phase by phase. A state file keeps one
+/// watermark per unit.
+pub fn units(plan: &[EntitySource], cfg: &scan::ScanConfig) -> Vec<UnitState> {
+    let mut out = Vec::new();
+    for (entity, source) in plan.iter().enumerate() {
+        match source {
+            EntitySource::Scan(info) => {
+                let total = scan::segment_count(info, cfg);
+                out.extend((0..total).map(|i| UnitState {
+                    entity,
+                    name: format!("{} scan segment {} of {total}", info.name, i + 1),
+                    segment: Some((i, total)),
+                    ..UnitState::default()
+                }));
+            }
+            EntitySource::Export { full, incrementals } => {
+                let by_phase = full.iter().map(|f| (0, f));
+                let later = incrementals.iter().enumerate().map(|(i, e)| (i + 1, e));
+                for (phase, export) in by_phase.chain(later) {
+                    out.extend(export.files.iter().map(|f| UnitState {
+                        entity,
+                        phase,
+                        name: f.object.to_string(),
+                        ..UnitState::default()
+                    }));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What every source task shares.
 #[derive(Clone)]
 pub struct Readers {
@@ -469,32 +509,72 @@ pub struct Readers {
     pub on_records: Arc<dyn Fn(usize, u64) + Send + Sync>,
     /// Called with the entity when one of its export files is read to the end.
     pub on_file: Arc<dyn Fn(usize) + Send + Sync>,
+    /// The plan's units (see [`units`]), where each starts; done ones are skipped.
+    pub units: Arc<Vec<UnitState>>,
+    /// Issues the tickets of every batch when the run keeps a state.
+    pub tracker: Option<Arc<crate::checkpoint::Tracker>>,
 }
 
-/// Starts the reads of phase `phase`: each task returns its warnings.
+impl Readers {
+    fn cursor(&self, unit: usize) -> Option<Cursor> {
+        self.tracker.as_ref().map(|t| Cursor {
+            tracker: t.clone(),
+            unit,
+        })
+    }
+}
+
+type PhaseTasks = tokio::task::JoinSet<(usize, Result<Vec<String>, SourceError>)>;
+
+/// Starts the reads of phase `phase` (its units not done yet, each from
+/// where it stands): each task returns its warnings.
 pub fn spawn_phase(
     phase: usize,
     plan: &[EntitySource],
     readers: &Readers,
     tx: &mpsc::Sender<SourceMsg>,
-    tasks: &mut tokio::task::JoinSet<(usize, Result<Vec<String>, SourceError>)>,
+    tasks: &mut PhaseTasks,
 ) {
+    let mut segments: HashMap<usize, Vec<scan::Segment>> = HashMap::new();
+    let mut files: HashMap<(usize, &str), (usize, &UnitState)> = HashMap::new();
+    for (i, u) in readers.units.iter().enumerate() {
+        if u.phase != phase || u.done {
+            continue;
+        }
+        match u.segment {
+            Some((index, total)) => segments.entry(u.entity).or_default().push(scan::Segment {
+                index,
+                total,
+                start: u
+                    .after
+                    .as_ref()
+                    .and_then(|k| crate::item::item_from_json(k).ok()),
+                cursor: readers.cursor(i),
+            }),
+            None => {
+                files.insert((u.entity, u.name.as_str()), (i, u));
+            }
+        }
+    }
     for (entity, source) in plan.iter().enumerate() {
         match (source, phase) {
             (EntitySource::Scan(info), 0) => {
-                let (r, info, tx) = (readers.clone(), info.clone(), tx.clone());
+                let Some(segments) = segments.remove(&entity) else {
+                    continue;
+                };
+                let r = readers.clone();
+                let table = scan::TableScan {
+                    client: r.client,
+                    info: info.clone(),
+                    entity,
+                    cfg: r.scan,
+                    tx: tx.clone(),
+                    permits: r.permits,
+                    shutdown: r.shutdown,
+                    on_page: r.on_records,
+                };
                 tasks.spawn(async move {
-                    let result = scan::scan_table(
-                        r.client,
-                        info,
-                        entity,
-                        r.scan,
-                        tx,
-                        r.permits,
-                        r.shutdown,
-                        r.on_records,
-                    )
-                    .await;
+                    let result = scan::scan_table(table, segments).await;
                     (entity, result.map(|_| Vec::new()))
                 });
             }
@@ -506,33 +586,65 @@ pub fn spawn_phase(
                 };
                 let Some(export) = export else { continue };
                 for file in &export.files {
-                    let (r, export, file, tx) =
-                        (readers.clone(), export.clone(), file.clone(), tx.clone());
-                    tasks.spawn(async move {
-                        let Ok(_permit) = r.permits.acquire_owned().await else {
-                            return (entity, Err(SourceError::Cancelled));
-                        };
-                        if *r.shutdown.borrow() {
-                            return (entity, Ok(Vec::new()));
-                        }
-                        let out = export::FileSink {
-                            entity,
-                            tx: &tx,
-                            on_records: &*r.on_records,
-                            shutdown: Some(&r.shutdown),
-                            stall: r.scan.stall_timeout,
-                            prove: true,
-                        };
-                        let result = export::read_file(&r.store, &export, &file, &out).await;
-                        (
-                            entity,
-                            result.map(|o| o.warnings).map_err(SourceError::from),
-                        )
-                    });
+                    let name = file.object.to_string();
+                    let Some(&(unit, state)) = files.get(&(entity, name.as_str())) else {
+                        continue;
+                    };
+                    let job = FileJob {
+                        entity,
+                        export: export.clone(),
+                        file: file.clone(),
+                        skip: state.records,
+                        cursor: readers.cursor(unit),
+                    };
+                    tasks.spawn(job.run(readers.clone(), tx.clone()));
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// One export file to read, from its `skip`th record.
+struct FileJob {
+    entity: usize,
+    export: export::Export,
+    file: export::DataFile,
+    skip: u64,
+    cursor: Option<Cursor>,
+}
+
+impl FileJob {
+    async fn run(
+        self,
+        r: Readers,
+        tx: mpsc::Sender<SourceMsg>,
+    ) -> (usize, Result<Vec<String>, SourceError>) {
+        let entity = self.entity;
+        let Ok(_permit) = r.permits.acquire_owned().await else {
+            return (entity, Err(SourceError::Cancelled));
+        };
+        if *r.shutdown.borrow() {
+            return (entity, Ok(Vec::new()));
+        }
+        let out = export::FileSink {
+            entity,
+            tx: &tx,
+            on_records: &*r.on_records,
+            shutdown: Some(&r.shutdown),
+            stall: r.scan.stall_timeout,
+            prove: true,
+            skip: self.skip,
+            cursor: self.cursor,
+        };
+        let result = export::read_file(&r.store, &self.export, &self.file, &out).await;
+        if result.as_ref().is_ok_and(|o| !o.interrupted) {
+            (r.on_file)(entity);
+        }
+        (
+            entity,
+            result.map(|o| o.warnings).map_err(SourceError::from),
+        )
     }
 }
 

@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, Select};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{SourceBatch, SourceError, SourceMsg, SourceRecord, TableInfo};
+use crate::checkpoint::{Cursor, Step};
 use crate::item::{item_size, Item};
 use crate::rate::Limit;
 use crate::retry::{classify_sdk, Patience};
@@ -49,52 +50,68 @@ pub fn default_segments(size_bytes: i64, item_count: i64) -> u32 {
     by_size.clamp(floor, 1000) as u32
 }
 
-/// Scans one table to the end (or to shutdown), sending its pages to `tx`.
-/// Returns the number of items read.
-#[allow(clippy::too_many_arguments)]
-pub async fn scan_table(
-    client: aws_sdk_dynamodb::Client,
-    info: TableInfo,
-    entity: usize,
-    cfg: ScanConfig,
-    tx: mpsc::Sender<SourceMsg>,
-    permits: Arc<Semaphore>,
-    shutdown: watch::Receiver<bool>,
-    on_page: Arc<dyn Fn(usize, u64) + Send + Sync>,
-) -> Result<u64, SourceError> {
-    let segments = cfg
-        .segments
+/// One Scan segment to read: where it starts, and its cursor when the run
+/// keeps a state (each page's ticket carries the key after it).
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub index: u32,
+    pub total: u32,
+    /// The `ExclusiveStartKey` of its first page (none: the beginning).
+    pub start: Option<Item>,
+    pub cursor: Option<Cursor>,
+}
+
+/// Every segment of a table, from the beginning, untracked.
+pub fn all_segments(info: &TableInfo, cfg: &ScanConfig) -> Vec<Segment> {
+    let total = segment_count(info, cfg);
+    (0..total)
+        .map(|index| Segment {
+            index,
+            total,
+            start: None,
+            cursor: None,
+        })
+        .collect()
+}
+
+/// The segments a table is scanned in: `--segments`, or by its size.
+pub fn segment_count(info: &TableInfo, cfg: &ScanConfig) -> u32 {
+    cfg.segments
         .unwrap_or_else(|| default_segments(info.size_bytes, info.item_count))
-        .max(1);
-    let limiter = cfg.read_units_per_second.map(|r| Arc::new(Limit::new(r)));
+        .max(1)
+}
+
+/// What every segment of one table shares.
+pub struct TableScan {
+    pub client: aws_sdk_dynamodb::Client,
+    pub info: TableInfo,
+    pub entity: usize,
+    pub cfg: ScanConfig,
+    pub tx: mpsc::Sender<SourceMsg>,
+    pub permits: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    pub on_page: Arc<dyn Fn(usize, u64) + Send + Sync>,
+}
+
+/// Scans `segments` of one table to the end (or to shutdown), sending
+/// their pages to `tx`. Returns the number of items read.
+pub async fn scan_table(scan: TableScan, segments: Vec<Segment>) -> Result<u64, SourceError> {
+    let limiter = scan
+        .cfg
+        .read_units_per_second
+        .map(|r| Arc::new(Limit::new(r)));
+    let scan = Arc::new(scan);
     let mut tasks = tokio::task::JoinSet::new();
-    for segment in 0..segments {
-        let client = client.clone();
-        let table = info.name.clone();
-        let cfg = cfg.clone();
-        let tx = tx.clone();
-        let permits = permits.clone();
-        let shutdown = shutdown.clone();
-        let limiter = limiter.clone();
-        let on_page = on_page.clone();
+    for segment in segments {
+        let (scan, limiter) = (scan.clone(), limiter.clone());
         tasks.spawn(async move {
-            let _permit = permits
+            let _permit = scan
+                .permits
+                .clone()
                 .acquire_owned()
                 .await
                 .map_err(|_| SourceError::Cancelled)?;
-            scan_segment(
-                &client,
-                &table,
-                entity,
-                segment,
-                segments,
-                &cfg,
-                &tx,
-                shutdown,
-                limiter.as_deref(),
-                &*on_page,
-            )
-            .await
+            scan_segment(&scan, segment, limiter.as_deref()).await
         });
     }
     let mut total = 0u64;
@@ -116,34 +133,27 @@ pub async fn scan_table(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn scan_segment(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    entity: usize,
-    segment: u32,
-    segments: u32,
-    cfg: &ScanConfig,
-    tx: &mpsc::Sender<SourceMsg>,
-    shutdown: watch::Receiver<bool>,
+    scan: &TableScan,
+    segment: Segment,
     limiter: Option<&Limit>,
-    on_page: &(dyn Fn(usize, u64) + Send + Sync),
 ) -> Result<u64, SourceError> {
-    let mut start_key: Option<Item> = None;
+    let (client, table, cfg) = (&scan.client, scan.info.name.as_str(), &scan.cfg);
+    let mut start_key = segment.start.clone();
     let mut read = 0u64;
     let mut patience = Patience::new(cfg.stall_timeout);
     loop {
-        if *shutdown.borrow() {
+        if *scan.shutdown.borrow() {
             return Ok(read);
         }
-        let req = scan_request(client, table, segment, segments, cfg, start_key.clone());
+        let req = scan_request(client, table, &segment, cfg, start_key.clone());
         let mut page = match req.send().await {
             Ok(page) => {
                 patience.success();
                 page
             }
             Err(e) => {
-                let wait = retry_wait(&e, &mut patience, table, segment)?;
+                let wait = retry_wait(&e, &mut patience, table, segment.index)?;
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -152,35 +162,62 @@ async fn scan_segment(
         let items = page.items.take().unwrap_or_default();
         let n = items.len() as u64;
         read += n;
-        // Pay for what the page cost: the service's count, or our estimate
-        // (4 KB units, halved for eventually consistent reads).
         if let Some(lim) = limiter {
-            let units = page
-                .consumed_capacity()
-                .and_then(|c| c.capacity_units())
-                .unwrap_or_else(|| {
-                    let bytes: usize = items.iter().map(item_size).sum();
-                    let units = (bytes as f64 / 4096.0).ceil();
-                    if cfg.consistent_read {
-                        units
-                    } else {
-                        units / 2.0
-                    }
-                });
-            lim.take(units.ceil() as u64).await;
+            lim.take(page_units(&page, &items, cfg.consistent_read))
+                .await;
         }
-        if !items.is_empty() {
-            on_page(entity, n);
+        let next = page.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
+        let step = Step {
+            records: n,
+            after: next.clone(),
+            end: next.is_none(),
+        };
+        let part = segment.cursor.as_ref().map(|c| c.issue(step));
+        if items.is_empty() {
+            // Nothing to write: the page is done as soon as it is read.
+            if let Some(part) = part {
+                part.settle();
+            }
+        } else {
+            (scan.on_page)(scan.entity, n);
             let records = items.into_iter().map(SourceRecord::Item).collect();
-            tx.send(SourceMsg::Batch(SourceBatch { entity, records }))
+            let batch = SourceBatch {
+                entity: scan.entity,
+                records,
+                part,
+            };
+            scan.tx
+                .send(SourceMsg::Batch(batch))
                 .await
                 .map_err(|_| SourceError::Cancelled)?;
         }
-        match page.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start_key = Some(k.clone()),
-            _ => return Ok(read),
+        match next {
+            Some(k) => start_key = Some(k),
+            None => return Ok(read),
         }
     }
+}
+
+/// What a page cost: the service's count, or our estimate (4 KB units,
+/// halved for eventually consistent reads).
+fn page_units(
+    page: &aws_sdk_dynamodb::operation::scan::ScanOutput,
+    items: &[Item],
+    consistent: bool,
+) -> u64 {
+    let units = page
+        .consumed_capacity()
+        .and_then(|c| c.capacity_units())
+        .unwrap_or_else(|| {
+            let bytes: usize = items.iter().map(item_size).sum();
+            let units = (bytes as f64 / 4096.0).ceil();
+            if consistent {
+                units
+            } else {
+                units / 2.0
+            }
+        });
+    units.ceil() as u64
 }
 
 /// After a failed page: how long to wait before asking again, or the
@@ -216,8 +253,7 @@ where
 fn scan_request(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-    segment: u32,
-    segments: u32,
+    segment: &Segment,
     cfg: &ScanConfig,
     start_key: Option<Item>,
 ) -> ScanFluentBuilder {
@@ -239,8 +275,10 @@ fn scan_request(
                 .projection_expression(names.join(", "))
         }
     };
-    if segments > 1 {
-        req = req.segment(segment as i32).total_segments(segments as i32);
+    if segment.total > 1 {
+        req = req
+            .segment(segment.index as i32)
+            .total_segments(segment.total as i32);
     }
     if let Some(l) = cfg.page_limit {
         req = req.limit(l);

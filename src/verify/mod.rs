@@ -148,7 +148,7 @@ impl Context<'_> {
                     SourceRecord::Item(i) => {
                         changed[e].insert(key_text(&i, &source_keys[e]), Some(i));
                     }
-                    SourceRecord::Bad { .. } => bad[e] += 1,
+                    SourceRecord::Bad { .. } | SourceRecord::Target { .. } => bad[e] += 1,
                 })
                 .await?,
             );
@@ -182,7 +182,7 @@ impl Context<'_> {
                 }
                 SourceRecord::Change { new: Some(i), .. } => offer(sink, &mut counts, e, i),
                 SourceRecord::Change { new: None, .. } => {}
-                SourceRecord::Bad { .. } => {
+                SourceRecord::Bad { .. } | SourceRecord::Target { .. } => {
                     counts[e].0 += 1;
                     counts[e].3 += 1;
                 }
@@ -211,16 +211,18 @@ impl Context<'_> {
             projection,
             ..self.opts.scan.clone()
         };
-        let task = tokio::spawn(scan::scan_table(
-            self.client.clone(),
-            self.target.clone(),
-            0,
-            scan_cfg,
+        let segments = scan::all_segments(&self.target, &scan_cfg);
+        let table = scan::TableScan {
+            client: self.client.clone(),
+            info: self.target.clone(),
+            entity: 0,
+            cfg: scan_cfg,
             tx,
-            self.readers.permits.clone(),
-            self.readers.shutdown.clone(),
-            Arc::new(|_, _| {}),
-        ));
+            permits: self.readers.permits.clone(),
+            shutdown: self.readers.shutdown.clone(),
+            on_page: Arc::new(|_, _| {}),
+        };
+        let task = tokio::spawn(scan::scan_table(table, segments));
         while let Some(msg) = rx.recv().await {
             if let SourceMsg::Batch(b) = msg {
                 for r in b.records {
@@ -510,6 +512,8 @@ pub async fn verify(
         shutdown,
         on_records: Arc::new(|_, _| {}),
         on_file: Arc::new(|_| {}),
+        units: Arc::new(sources::units(&plan, &opts.scan)),
+        tracker: None,
     };
     let source_kind = {
         let mut k: Vec<&str> = plan.iter().map(EntitySource::describe).collect();

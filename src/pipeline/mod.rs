@@ -22,25 +22,31 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::item::{item_size, item_to_json, key_display, project, Item};
-use crate::item::{key_text, wire_bytes};
+pub mod replay;
+mod stage;
+pub mod state;
+
+pub use stage::{steps, Step};
+pub use state::StateOptions;
+
+use crate::checkpoint::{State, StateLock, Status, Tracker};
+use crate::item::{item_to_json, key_display, Item};
 use crate::mapping::{data_check, Entity, Mapping};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
-use crate::seen::SeenKeys;
-use crate::sinks::batcher::{Op, WriteRequest};
-use crate::sinks::dead_letter::{self, DeadLetter, Stage};
+use crate::sinks::batcher::Op;
+use crate::sinks::dead_letter;
 use crate::sinks::writer::{SinkIo, SinkMsg};
 use crate::sinks::{table, writer};
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
 use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions, SourceRecord};
-use crate::transform::{indexes_landed_in, target_key, transform, Outcome};
+use stage::Outlets;
 
 /// Pages waiting between the sources and the transform. Small on purpose:
 /// on Ctrl-C everything already read is written before the run ends.
-const SOURCE_QUEUE: usize = 16;
+pub const SOURCE_QUEUE: usize = 16;
 /// Writes waiting for the batcher: about 40 batches.
-const SINK_QUEUE: usize = 1024;
+pub const SINK_QUEUE: usize = 1024;
 
 /// Everything `migrate` needs beyond the mapping and the clients.
 #[derive(Debug, Clone)]
@@ -63,6 +69,8 @@ pub struct MigrateOptions {
     /// Do not check the mapping against a sample of the data first.
     pub skip_data_check: bool,
     pub quiet: bool,
+    /// The state file, and whether to resume from it.
+    pub state: StateOptions,
 }
 
 /// Why a run failed. The report, when there is one, still says what was done.
@@ -84,6 +92,12 @@ pub enum PipelineError {
     DataCheck(String),
     #[error("a pipeline task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    State(#[from] crate::checkpoint::StateError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    #[error("{0} unit(s) of work were read but not all acknowledged; the state is kept as stopped, and --resume redoes them")]
+    Unacknowledged(usize),
 }
 
 /// How long `preview` retries failing reads (it has no --stall-timeout).
@@ -127,90 +141,202 @@ fn judge_data(mapping: &Mapping, samples: &[Vec<Item>]) -> Result<Vec<String>, P
     Ok(warnings)
 }
 
-/// Runs a migration to the end. Returns the report, and the error that
-/// stopped the run, if one did.
+/// Runs a migration to the end, or from where its state stood. Returns
+/// the report, and the error that stopped the run, if one did.
 pub async fn migrate(
     client: &aws_sdk_dynamodb::Client,
     store: &Store,
     mapping: &Mapping,
     opts: &MigrateOptions,
 ) -> Result<(RunReport, Option<PipelineError>), PipelineError> {
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let clock = Instant::now();
     let (plan, mut source_warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
     if !opts.skip_data_check {
         let stall = opts.scan.stall_timeout;
         source_warnings.extend(check_data(client, store, mapping, &plan, stall).await?);
     }
+    let _lock = StateLock::take(&opts.state.path)?;
+    let begun = state::begin(mapping, &plan, &opts.scan, &opts.state, &opts.dead_letter)?;
+    if begun.resumed {
+        source_warnings.push(resumed_note(&begun.template, &opts.state.path));
+    }
     let stats = Arc::new(RunStats::new(mapping.entities.len()));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let source_tables: Vec<String> = mapping
-        .entities
-        .iter()
-        .map(|e| e.source_table.clone())
-        .collect();
-    // The record of what fails must be possible before anything is written.
-    let (dead_tx, dead_task) = dead_letter::spawn(
-        opts.dead_letter.clone(),
-        source_tables,
-        stats.clone(),
-        shutdown_tx.clone(),
-    )
-    .await?;
-    table::ensure(client, &mapping.table, opts.create_table).await?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let signals = spawn_signals(shutdown_tx.clone(), interrupted.clone());
-
-    let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
-    let sink_io = SinkIo {
-        rx: sink_rx,
-        dead: dead_tx.clone(),
-        on_stop: shutdown_tx.clone(),
-        shutdown: shutdown_rx.clone(),
+    stats.preload(&begun.counters);
+    let tracker = Tracker::new(begun.units.clone(), begun.counters.clone());
+    let first_phase_open = begun.units.iter().any(|u| u.phase == 0 && !u.done);
+    let spec = StageSpec {
+        append: begun.resumed,
+        full_phase: first_phase_open,
+        expected: plan.iter().map(EntitySource::expected).sum(),
     };
-    let sink = tokio::spawn(writer::run(
-        client.clone(),
-        writer_config(mapping, opts),
-        sink_io,
+    let stages = Stages::start(client, mapping, opts, &stats, spec).await?;
+    let saver = Arc::new(state::Saver::new(
+        opts.state.path.clone(),
+        begun.template.clone(),
+        tracker.clone(),
         stats.clone(),
+        stages.synced_bytes.clone(),
     ));
-    let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
-    let expected: u64 = plan.iter().map(EntitySource::expected).sum();
-    let outlets = Outlets {
-        sink: sink_tx,
-        dead: dead_tx,
+    // The state exists from the start: a kill at any point leaves one.
+    saver.save_running()?;
+    let saving = saver.clone().spawn(opts.state.every);
+    let (readers, progress) = readers(client, store, mapping, &plan, opts, &stats, &stages);
+    let readers = Readers {
+        units: Arc::new(begun.units),
+        tracker: Some(tracker.clone()),
+        ..readers
     };
-    let shared_mapping = Arc::new(mapping.clone());
-    let transformer = tokio::spawn(transform_stage(
-        shared_mapping,
-        src_rx,
-        outlets,
-        stats.clone(),
-        expected,
-    ));
-
-    let (readers, progress) = readers(client, store, mapping, &plan, opts, &stats, shutdown_rx);
     let phases = Phases {
         plan: &plan,
         readers: &readers,
-        tx: src_tx,
-        shutdown: &shutdown_tx,
+        tx: stages.src_tx.clone(),
+        shutdown: &stages.shutdown_tx,
         stats: &stats,
         clock,
     };
-    let (mut failure, warnings) = phases.read(source_warnings).await;
+    let (failure, warnings) = phases.read(source_warnings).await;
     progress.finish();
-    // Sources are done: the transform drains, then the sink, then the dead letters.
-    let (transformed, sunk, dead) = (transformer.await, sink.await, dead_task.await);
-    failure = first_failure(failure, transformed, sunk, dead);
-    signals.abort();
+    drop(readers);
+    let (mut failure, interrupted) = stages.join(failure).await;
+    saving.abort();
+    let open = tracker.open_units().len();
+    if failure.is_none() && !interrupted && open > 0 {
+        failure = Some(PipelineError::Unacknowledged(open));
+    }
+    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
+    kinds.sort();
+    kinds.dedup();
     let ended = Ended {
-        started_at,
+        command: "migrate",
+        source: kinds.join("+"),
+        started_at: begun.template.started_at.clone(),
         clock,
-        interrupted: interrupted.load(Ordering::SeqCst),
+        interrupted,
         warnings,
     };
-    Ok(finish_report(&stats, mapping, &plan, opts, ended, failure))
+    let (report, failure) = finish_report(&stats, mapping, opts, ended, failure);
+    let mut last = saver.state(if open == 0 && failure.is_none() {
+        Status::Finished
+    } else {
+        Status::Stopped
+    });
+    last.exit_code = Some(report.exit_code);
+    last.stopped_because = failure.as_ref().map(|f| f.to_string());
+    if let Err(e) = saver.save_last(&last) {
+        return Ok((report, Some(failure.unwrap_or(e.into()))));
+    }
+    Ok((report, failure))
+}
+
+/// The report's note that a run resumed.
+fn resumed_note(template: &State, path: &std::path::Path) -> String {
+    format!(
+        "resumed from {} (attempt {} of this migration, first started {}): the counts cover every attempt; collisions are detected within an attempt only",
+        path.display(),
+        template.attempts,
+        template.started_at
+    )
+}
+
+/// How the stages after the sources are set up.
+struct StageSpec {
+    /// Append to the dead-letter file (a resume) rather than truncate it.
+    append: bool,
+    /// The first phase is read (collisions are looked for).
+    full_phase: bool,
+    /// Records expected, to size the collision filter.
+    expected: u64,
+}
+
+/// The stages of a run after its sources (the transform, the sink and the
+/// dead-letter file, joined by bounded channels) and its signal handling.
+struct Stages {
+    src_tx: mpsc::Sender<SourceMsg>,
+    transformer: tokio::task::JoinHandle<()>,
+    sink: tokio::task::JoinHandle<Result<(), writer::SinkError>>,
+    dead_task: tokio::task::JoinHandle<Result<u64, dead_letter::DeadLetterError>>,
+    synced_bytes: Arc<std::sync::atomic::AtomicU64>,
+    signals: tokio::task::JoinHandle<()>,
+    shutdown_tx: watch::Sender<bool>,
+    shutdown_rx: watch::Receiver<bool>,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Stages {
+    /// Opens the dead-letter file (the record of what fails must be
+    /// possible before anything is written), checks the target table, and
+    /// starts the sink and the transform.
+    async fn start(
+        client: &aws_sdk_dynamodb::Client,
+        mapping: &Mapping,
+        opts: &MigrateOptions,
+        stats: &Arc<RunStats>,
+        spec: StageSpec,
+    ) -> Result<Stages, PipelineError> {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let source_tables: Vec<String> = mapping
+            .entities
+            .iter()
+            .map(|e| e.source_table.clone())
+            .collect();
+        let dead = dead_letter::spawn(
+            opts.dead_letter.clone(),
+            spec.append,
+            source_tables,
+            stats.clone(),
+            shutdown_tx.clone(),
+        )
+        .await?;
+        table::ensure(client, &mapping.table, opts.create_table).await?;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let signals = spawn_signals(shutdown_tx.clone(), interrupted.clone());
+        let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
+        let sink_io = SinkIo {
+            rx: sink_rx,
+            dead: dead.tx.clone(),
+            on_stop: shutdown_tx.clone(),
+            shutdown: shutdown_rx.clone(),
+        };
+        let config = writer_config(mapping, opts);
+        let sink = tokio::spawn(writer::run(client.clone(), config, sink_io, stats.clone()));
+        let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
+        let outlets = Outlets {
+            sink: sink_tx,
+            dead: dead.tx,
+        };
+        let transformer = tokio::spawn(stage::transform_stage(
+            Arc::new(mapping.clone()),
+            src_rx,
+            outlets,
+            stats.clone(),
+            spec.expected,
+            spec.full_phase,
+        ));
+        Ok(Stages {
+            src_tx,
+            transformer,
+            sink,
+            dead_task: dead.task,
+            synced_bytes: dead.synced_bytes,
+            signals,
+            shutdown_tx,
+            shutdown_rx,
+            interrupted,
+        })
+    }
+
+    /// Sources are done: the transform drains, then the sink, then the
+    /// dead letters. Returns the failure that explains the end, and
+    /// whether a signal stopped the run.
+    async fn join(self, reading: Option<PipelineError>) -> (Option<PipelineError>, bool) {
+        drop(self.src_tx);
+        let transformed = self.transformer.await;
+        let sunk = self.sink.await;
+        let dead = self.dead_task.await;
+        self.signals.abort();
+        let failure = first_failure(reading, transformed, sunk, dead);
+        (failure, self.interrupted.load(Ordering::SeqCst))
+    }
 }
 
 type Joined<T> = Result<T, tokio::task::JoinError>;
@@ -265,7 +391,7 @@ fn readers(
     plan: &[EntitySource],
     opts: &MigrateOptions,
     stats: &Arc<RunStats>,
-    shutdown: watch::Receiver<bool>,
+    stages: &Stages,
 ) -> (Readers, Arc<crate::progress::Progress>) {
     let tables: Vec<(String, u64, usize)> = mapping
         .entities
@@ -274,19 +400,25 @@ fn readers(
         .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
         .collect();
     let progress = Arc::new(crate::progress::Progress::new(opts.quiet, &tables));
+    for e in 0..tables.len() {
+        // A resumed run's bars start where the last one stopped.
+        progress.inc(e, stats.entity(e).produced.load(Ordering::Relaxed));
+    }
     let (p, pf, produced) = (progress.clone(), progress.clone(), stats.clone());
     let readers = Readers {
         client: client.clone(),
         store: store.clone(),
         scan: opts.scan.clone(),
         permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
-        shutdown,
+        shutdown: stages.shutdown_rx.clone(),
         on_records: Arc::new(move |e, n| {
             // Counted where records are produced, apart from the transform.
             RunStats::add(&produced.entity(e).produced, n);
             p.inc(e, n)
         }),
         on_file: Arc::new(move |e| pf.file_done(e)),
+        units: Arc::new(Vec::new()),
+        tracker: None,
     };
     (readers, progress)
 }
@@ -344,6 +476,9 @@ impl Phases<'_> {
 
 /// How a run ended, for its report.
 struct Ended {
+    command: &'static str,
+    /// Where it read from, in a word or two.
+    source: String,
     started_at: String,
     clock: Instant,
     interrupted: bool,
@@ -355,7 +490,6 @@ struct Ended {
 fn finish_report(
     stats: &RunStats,
     mapping: &Mapping,
-    plan: &[EntitySource],
     opts: &MigrateOptions,
     ended: Ended,
     mut failure: Option<PipelineError>,
@@ -365,14 +499,11 @@ fn finish_report(
         .iter()
         .map(|e| (e.name.clone(), e.source_table.clone()))
         .collect();
-    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
-    kinds.sort();
-    kinds.dedup();
     let meta = RunMeta {
-        command: "migrate".into(),
+        command: ended.command.into(),
         mapping: mapping.origin.display().to_string(),
         target_table: mapping.table.name.clone(),
-        source: kinds.join("+"),
+        source: ended.source,
         started_at: ended.started_at,
         duration: ended.clock.elapsed(),
         interrupted: ended.interrupted || failure.is_some(),
@@ -428,220 +559,6 @@ async fn next_signal() -> Option<&'static str> {
         }
     }
     tokio::signal::ctrl_c().await.ok().map(|_| "Ctrl-C")
-}
-
-/// What the transform makes of one record.
-#[derive(Debug, PartialEq)]
-pub enum Step {
-    /// Send this write; `counted` as in [`WriteRequest::counted`].
-    Write {
-        op: Op,
-        item: Item,
-        counted: bool,
-    },
-    Filtered(String),
-    Dead {
-        reason: String,
-        item: Item,
-        raw: Option<String>,
-    },
-}
-
-/// The steps for one record: exactly one counted outcome, plus at most one
-/// uncounted clean-up delete (an update that moved an item's target key).
-pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<Step> {
-    let table = &mapping.table;
-    let put_or_not = |item: Item| match transform(entity, table, &item) {
-        Outcome::Put(target) => Step::Write {
-            op: Op::Put,
-            item: target,
-            counted: true,
-        },
-        Outcome::Filtered(rule) => Step::Filtered(rule),
-        Outcome::Reject(r) => Step::Dead {
-            reason: r.to_string(),
-            item,
-            raw: None,
-        },
-    };
-    match record {
-        SourceRecord::Item(item) => vec![put_or_not(item)],
-        SourceRecord::Bad { reason, raw } => vec![Step::Dead {
-            reason,
-            item: Item::new(),
-            raw: Some(raw),
-        }],
-        SourceRecord::Change {
-            new: Some(new),
-            old,
-            ..
-        } => {
-            // The old item goes when the new one lands elsewhere (its key
-            // moved) or not at all (now filtered or dead-lettered): the
-            // target then holds what the mapping makes of the source.
-            let step = put_or_not(new);
-            let key_names = table.primary_key();
-            let new_key = match &step {
-                Step::Write { item, .. } => Some(project(item, &key_names)),
-                _ => None,
-            };
-            let mut out = vec![step];
-            if let Some(old_key) = old.and_then(|o| target_key(entity, table, &o).ok()) {
-                if new_key.as_ref() != Some(&old_key) {
-                    out.push(Step::Write {
-                        op: Op::Delete,
-                        item: old_key,
-                        counted: false,
-                    });
-                }
-            }
-            out
-        }
-        SourceRecord::Change {
-            new: None,
-            old,
-            keys,
-        } => {
-            let known = old.unwrap_or(keys);
-            match target_key(entity, table, &known) {
-                Ok(key) => vec![Step::Write {
-                    op: Op::Delete,
-                    item: key,
-                    counted: true,
-                }],
-                Err(r) => vec![Step::Dead {
-                    reason: format!("cannot work out the target key to delete: {r}"),
-                    item: known,
-                    raw: None,
-                }],
-            }
-        }
-    }
-}
-
-/// The transform stage: every record read is counted, then written,
-/// filtered or dead-lettered. Barriers pass through to the sink. In the
-/// first phase (scans and full exports, one record per source item), a put
-/// to a target key an earlier record already wrote is marked as
-/// overwriting it: a collision.
-async fn transform_stage(
-    mapping: Arc<Mapping>,
-    mut rx: mpsc::Receiver<SourceMsg>,
-    out: Outlets,
-    stats: Arc<RunStats>,
-    expected: u64,
-) {
-    let key_names: Vec<&str> = mapping.table.primary_key();
-    let mut seen = SeenKeys::new(expected);
-    let mut full_phase = true;
-    while let Some(msg) = rx.recv().await {
-        let batch = match msg {
-            SourceMsg::Batch(b) => b,
-            SourceMsg::Barrier(ack) => {
-                full_phase = false;
-                let _ = out.sink.send(SinkMsg::Barrier(ack)).await;
-                continue;
-            }
-        };
-        let Some(entity) = mapping.entities.get(batch.entity) else {
-            continue;
-        };
-        let source_key_names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
-        let c = stats.entity(batch.entity);
-        for record in batch.records {
-            RunStats::add(&c.read, 1);
-            let source_key = match &record {
-                SourceRecord::Item(i) => project(i, &source_key_names),
-                SourceRecord::Change { keys, .. } => keys.clone(),
-                SourceRecord::Bad { .. } => Item::new(),
-            };
-            for step in steps(entity, &mapping, record) {
-                match step {
-                    Step::Write { op, item, counted } => {
-                        let mut req = write_request(&mapping, batch.entity, op, item, &key_names);
-                        req.counted = counted;
-                        req.source_key = source_key.clone();
-                        req.overwrites =
-                            full_phase && counted && op == Op::Put && seen.insert(&req.key);
-                        out.write(req).await;
-                    }
-                    Step::Filtered(_) => RunStats::add(&c.filtered, 1),
-                    Step::Dead { reason, item, raw } => {
-                        let stage = if raw.is_some() {
-                            Stage::Read
-                        } else {
-                            Stage::Transform
-                        };
-                        let dl = DeadLetter {
-                            entity: batch.entity,
-                            source_key: source_key.clone(),
-                            stage,
-                            reason,
-                            item,
-                            raw,
-                            counted: true,
-                        };
-                        let _ = out.dead.send(dl).await;
-                    }
-                }
-            }
-        }
-        stats.set_overwrite_false_alarms(seen.expected_false_alarms());
-    }
-}
-
-/// Where the transform sends what it makes.
-struct Outlets {
-    sink: mpsc::Sender<SinkMsg>,
-    dead: mpsc::Sender<DeadLetter>,
-}
-
-impl Outlets {
-    /// Sends a write; if the sink is gone (it failed), the item is recorded
-    /// as not written instead.
-    async fn write(&self, req: WriteRequest) {
-        let Err(back) = self.sink.send(SinkMsg::Write(req)).await else {
-            return;
-        };
-        if let SinkMsg::Write(r) = back.0 {
-            let dl = DeadLetter {
-                entity: r.entity,
-                source_key: r.source_key,
-                stage: Stage::Unwritten,
-                reason: "the writer stopped before this item".to_string(),
-                item: r.item,
-                raw: None,
-                counted: r.counted,
-            };
-            let _ = self.dead.send(dl).await;
-        }
-    }
-}
-
-/// A put or delete of `item` with its size, units and key worked out.
-fn write_request(
-    mapping: &Mapping,
-    entity: usize,
-    op: Op,
-    item: Item,
-    key_names: &[&str],
-) -> WriteRequest {
-    let landed = if op == Op::Put {
-        indexes_landed_in(&item, &mapping.table)
-    } else {
-        mapping.table.indexes.len()
-    };
-    WriteRequest {
-        entity,
-        key: key_text(&item, key_names),
-        wire_bytes: wire_bytes(&item),
-        write_units: crate::item::write_units(item_size(&item), landed),
-        source_key: Item::new(),
-        op,
-        counted: true,
-        overwrites: false,
-        item,
-    }
 }
 
 /// Preview: the first `limit` records of each source and what they become.
@@ -705,6 +622,7 @@ fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord) -> Stri
                 .unwrap_or_else(|| key_display(keys))
         ),
         SourceRecord::Bad { raw, .. } => format!("  source: {raw}\n"),
+        SourceRecord::Target { item, .. } => format!("  made: {}\n", item_to_json(item)),
     };
     let mut out = shown;
     for step in steps(entity, mapping, record) {
@@ -722,93 +640,4 @@ fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord) -> Stri
         });
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use aws_sdk_dynamodb::types::AttributeValue;
-
-    fn shipped() -> Mapping {
-        Mapping::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/ai-girlfriend.toml"),
-        )
-        .unwrap()
-    }
-    fn session(user: &str, started: Option<&str>) -> Item {
-        let mut i: Item = [
-            ("sessionId".to_string(), AttributeValue::S("s1".into())),
-            ("userId".to_string(), AttributeValue::S(user.into())),
-        ]
-        .into();
-        if let Some(t) = started {
-            i.insert("startedAt".into(), AttributeValue::S(t.into()));
-        }
-        i
-    }
-    fn key(user: &str) -> Item {
-        [
-            ("pk".to_string(), AttributeValue::S(format!("USER#{user}"))),
-            ("sk".to_string(), AttributeValue::S("SESSION#s1".into())),
-        ]
-        .into()
-    }
-    fn kinds(steps: &[Step]) -> Vec<String> {
-        steps
-            .iter()
-            .map(|s| match s {
-                Step::Write { op, counted, .. } => {
-                    format!("{op:?}{}", if *counted { "" } else { " (clean-up)" })
-                }
-                Step::Filtered(_) => "Filtered".into(),
-                Step::Dead { .. } => "Dead".into(),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn incremental_changes_become_the_right_writes() {
-        let m = shipped();
-        let e = m.entities.iter().find(|e| e.name == "session").unwrap();
-        let t = "2024-01-15T14:00:00Z";
-        let keys: Item = [("sessionId".to_string(), AttributeValue::S("s1".into()))].into();
-        let change = |new: Option<Item>, old: Option<Item>| SourceRecord::Change {
-            keys: keys.clone(),
-            new,
-            old,
-        };
-
-        // An update in place: one put.
-        let s = steps(
-            e,
-            &m,
-            change(Some(session("u1", Some(t))), Some(session("u1", Some(t)))),
-        );
-        assert_eq!(kinds(&s), ["Put"]);
-        // An update that moves the session to another user: put, and the old key goes.
-        let s = steps(
-            e,
-            &m,
-            change(Some(session("u2", Some(t))), Some(session("u1", Some(t)))),
-        );
-        assert_eq!(kinds(&s), ["Put", "Delete (clean-up)"]);
-        assert!(matches!(&s[1], Step::Write { item, .. } if *item == key("u1")));
-        // An update the mapping can no longer write: dead-lettered, and the old item goes.
-        let s = steps(
-            e,
-            &m,
-            change(Some(session("u1", None)), Some(session("u1", Some(t)))),
-        );
-        assert_eq!(kinds(&s), ["Dead", "Delete (clean-up)"]);
-        // A delete with its old image: one counted delete of the mapped key.
-        let s = steps(e, &m, change(None, Some(session("u1", Some(t)))));
-        assert_eq!(kinds(&s), ["Delete"]);
-        assert!(matches!(&s[0], Step::Write { item, .. } if *item == key("u1")));
-        // A delete with only the legacy key cannot find a session's target key.
-        let s = steps(e, &m, change(None, None));
-        assert_eq!(kinds(&s), ["Dead"]);
-        // An insert: one put, nothing to clean up.
-        let s = steps(e, &m, change(Some(session("u1", Some(t))), None));
-        assert_eq!(kinds(&s), ["Put"]);
-    }
 }

@@ -1,0 +1,202 @@
+//! `replay`: the lines of a dead-letter file, driven again through the
+//! same transform, sink and dead-letter stages as `migrate`.
+//!
+//! A line that failed at the transform is transformed again with the
+//! current mapping (a put from its source item, a delete from its keys);
+//! a line that failed at the write, or was not written, is written again
+//! as it is. A line that could not be read from the export at all stays a
+//! dead letter. The whole file is read and checked before anything is
+//! written; what still fails goes to a new dead-letter file, and the
+//! report reconciles: replayed = written + deleted + filtered +
+//! dead-lettered again + not written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{finish_report, Ended, MigrateOptions, PipelineError, StageSpec, Stages};
+use crate::item::{item_from_json, Item};
+use crate::mapping::Mapping;
+use crate::report::{RunReport, RunStats};
+use crate::sources::{SourceBatch, SourceMsg, SourceRecord};
+
+/// Records per batch sent to the transform.
+const BATCH: usize = 256;
+
+/// Why a dead-letter file cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("--still-failing {0} is the file being replayed; name another")]
+    SameFile(PathBuf),
+}
+
+/// One line to replay: the entity and the record it becomes again.
+type Replayed = (usize, SourceRecord);
+
+/// Reads and checks every line of `path`. Returns the records and
+/// warnings (a last line cut short by a kill is skipped).
+pub fn read(path: &Path, mapping: &Mapping) -> Result<(Vec<Replayed>, Vec<String>), ReplayError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, raw) in lines.iter().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let at = |message: String| ReplayError::Line {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        let value: serde_json::Value = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            Err(_) if i + 1 == lines.len() && !raw.ends_with('\n') => {
+                warnings.push(format!(
+                    "{}:{}: the last line is cut short (a run killed while writing it?); skipped",
+                    path.display(),
+                    i + 1
+                ));
+                continue;
+            }
+            Err(e) => return Err(at(format!("not a dead-letter line: {e}"))),
+        };
+        out.push(record(&value, mapping).map_err(at)?);
+    }
+    Ok((out, warnings))
+}
+
+/// What one dead-letter line becomes again.
+fn record(v: &serde_json::Value, mapping: &Mapping) -> Result<Replayed, String> {
+    let text = |name: &str| v.get(name).and_then(|x| x.as_str());
+    let table = text("source_table").ok_or("no source_table")?;
+    let entity = mapping
+        .entities
+        .iter()
+        .position(|e| e.source_table == table)
+        .ok_or_else(|| format!("source table {table} is read by no entity of the mapping"))?;
+    let item = |name: &str| -> Result<Item, String> {
+        match v.get(name) {
+            Some(x) => item_from_json(x).map_err(|e| format!("{name}: {e}")),
+            None => Ok(Item::new()),
+        }
+    };
+    let delete = text("op") == Some("delete");
+    let stage = text("stage").ok_or("no stage")?;
+    let record = match stage {
+        "read" => SourceRecord::Bad {
+            reason: format!(
+                "{} (a line the export could not be read from is not replayed)",
+                text("reason").unwrap_or("unreadable")
+            ),
+            raw: text("raw").unwrap_or_default().to_string(),
+        },
+        "transform" if delete => SourceRecord::Change {
+            keys: item("source_key")?,
+            new: None,
+            old: Some(item("item")?),
+        },
+        "transform" => SourceRecord::Item(item("item")?),
+        "write" | "unwritten" => SourceRecord::Target {
+            delete,
+            item: item("item")?,
+        },
+        other => return Err(format!("unknown stage {other:?}")),
+    };
+    Ok((entity, record))
+}
+
+/// The default file for what still fails: `FILE` with `.replay` before
+/// its extension.
+pub fn still_failing_path(input: &Path) -> PathBuf {
+    let stem = input.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match input.extension() {
+        Some(ext) => format!("{stem}.replay.{}", ext.to_string_lossy()),
+        None => format!("{stem}.replay"),
+    };
+    input.with_file_name(name)
+}
+
+/// Replays `input` into the target; `opts.dead_letter` receives what still
+/// fails. Returns the report, and the error that stopped the run, if one did.
+pub async fn replay(
+    client: &aws_sdk_dynamodb::Client,
+    mapping: &Mapping,
+    opts: &MigrateOptions,
+    input: &Path,
+) -> Result<(RunReport, Option<PipelineError>), PipelineError> {
+    let clock = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let same = std::fs::canonicalize(input).ok() == std::fs::canonicalize(&opts.dead_letter).ok();
+    if same || input == opts.dead_letter {
+        return Err(ReplayError::SameFile(opts.dead_letter.clone()).into());
+    }
+    let (records, warnings) = read(input, mapping)?;
+    let stats = Arc::new(RunStats::new(mapping.entities.len()));
+    let spec = StageSpec {
+        append: false,
+        full_phase: false,
+        expected: records.len() as u64,
+    };
+    let stages = Stages::start(client, mapping, opts, &stats, spec).await?;
+    let fed = feed(records, &stages, &stats).await;
+    let (failure, interrupted) = stages.join(fed.err()).await;
+    let ended = Ended {
+        command: "replay",
+        source: format!("dead letters {}", input.display()),
+        started_at,
+        clock,
+        interrupted,
+        warnings,
+    };
+    Ok(finish_report(&stats, mapping, opts, ended, failure))
+}
+
+/// Sends the records to the transform in batches per entity, until the
+/// end or a stop.
+async fn feed(
+    records: Vec<Replayed>,
+    stages: &Stages,
+    stats: &RunStats,
+) -> Result<(), PipelineError> {
+    let mut by_entity: Vec<Vec<SourceRecord>> = Vec::new();
+    for (entity, record) in records {
+        if by_entity.len() <= entity {
+            by_entity.resize_with(entity + 1, Vec::new);
+        }
+        by_entity[entity].push(record);
+    }
+    for (entity, records) in by_entity.into_iter().enumerate() {
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            if *stages.shutdown_rx.borrow() {
+                return Ok(());
+            }
+            let chunk: Vec<SourceRecord> = records.by_ref().take(BATCH).collect();
+            RunStats::add(&stats.entity(entity).produced, chunk.len() as u64);
+            let batch = SourceBatch {
+                entity,
+                records: chunk,
+                part: None,
+            };
+            if stages.src_tx.send(SourceMsg::Batch(batch)).await.is_err() {
+                return Err(PipelineError::Task("the transform stopped".into()));
+            }
+        }
+    }
+    Ok(())
+}

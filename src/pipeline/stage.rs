@@ -1,0 +1,391 @@
+//! The transform stage: each source record becomes its writes, a filter
+//! or a dead letter.
+//!
+//! [`steps`] is the pure part (what one record becomes, shared with
+//! `preview`); [`transform_stage`] is the task between the sources and the
+//! sink: it counts every record it takes, sends writes to the sink and
+//! dead letters to their file, settles each batch's share of its ticket
+//! once the batch is handed on, and marks first-phase puts to a key
+//! already written as collisions.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::checkpoint::tracker::Outcome as Counted;
+use crate::item::{item_size, key_text, project, wire_bytes, Item};
+use crate::mapping::{Entity, Mapping};
+use crate::report::RunStats;
+use crate::seen::SeenKeys;
+use crate::sinks::batcher::{Op, WriteRequest};
+use crate::sinks::dead_letter::{DeadLetter, Stage};
+use crate::sinks::writer::SinkMsg;
+use crate::sources::{SourceMsg, SourceRecord};
+use crate::transform::{indexes_landed_in, target_key, transform, Outcome};
+
+/// What the transform makes of one record.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Send this write; `counted` as in [`WriteRequest::counted`].
+    Write {
+        op: Op,
+        item: Item,
+        counted: bool,
+    },
+    Filtered(String),
+    Dead {
+        reason: String,
+        op: Op,
+        item: Item,
+        raw: Option<String>,
+    },
+}
+
+/// The steps for one record: exactly one counted outcome, plus at most one
+/// uncounted clean-up delete (an update that moved an item's target key).
+pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<Step> {
+    let table = &mapping.table;
+    let put_or_not = |item: Item| match transform(entity, table, &item) {
+        Outcome::Put(target) => Step::Write {
+            op: Op::Put,
+            item: target,
+            counted: true,
+        },
+        Outcome::Filtered(rule) => Step::Filtered(rule),
+        Outcome::Reject(r) => Step::Dead {
+            reason: r.to_string(),
+            op: Op::Put,
+            item,
+            raw: None,
+        },
+    };
+    match record {
+        SourceRecord::Item(item) => vec![put_or_not(item)],
+        SourceRecord::Bad { reason, raw } => vec![Step::Dead {
+            reason,
+            op: Op::Put,
+            item: Item::new(),
+            raw: Some(raw),
+        }],
+        SourceRecord::Target { delete, item } => vec![Step::Write {
+            op: if delete { Op::Delete } else { Op::Put },
+            item,
+            counted: true,
+        }],
+        SourceRecord::Change {
+            new: Some(new),
+            old,
+            ..
+        } => {
+            // The old item goes when the new one lands elsewhere (its key
+            // moved) or not at all (now filtered or dead-lettered): the
+            // target then holds what the mapping makes of the source.
+            let step = put_or_not(new);
+            let key_names = table.primary_key();
+            let new_key = match &step {
+                Step::Write { item, .. } => Some(project(item, &key_names)),
+                _ => None,
+            };
+            let mut out = vec![step];
+            if let Some(old_key) = old.and_then(|o| target_key(entity, table, &o).ok()) {
+                if new_key.as_ref() != Some(&old_key) {
+                    out.push(Step::Write {
+                        op: Op::Delete,
+                        item: old_key,
+                        counted: false,
+                    });
+                }
+            }
+            out
+        }
+        SourceRecord::Change {
+            new: None,
+            old,
+            keys,
+        } => {
+            let known = old.unwrap_or(keys);
+            match target_key(entity, table, &known) {
+                Ok(key) => vec![Step::Write {
+                    op: Op::Delete,
+                    item: key,
+                    counted: true,
+                }],
+                Err(r) => vec![Step::Dead {
+                    reason: format!("cannot work out the target key to delete: {r}"),
+                    op: Op::Delete,
+                    item: known,
+                    raw: None,
+                }],
+            }
+        }
+    }
+}
+
+/// The transform stage: every record read is counted, then written,
+/// filtered or dead-lettered. Barriers pass through to the sink. In the
+/// first phase (scans and full exports, one record per source item), a put
+/// to a target key an earlier record already wrote is marked as
+/// overwriting it: a collision. `full_phase` is false for a run that
+/// starts after the first phase (a resume, a replay).
+pub async fn transform_stage(
+    mapping: Arc<Mapping>,
+    mut rx: mpsc::Receiver<SourceMsg>,
+    out: Outlets,
+    stats: Arc<RunStats>,
+    expected: u64,
+    mut full_phase: bool,
+) {
+    let mut seen = SeenKeys::new(expected);
+    while let Some(msg) = rx.recv().await {
+        let batch = match msg {
+            SourceMsg::Batch(b) => b,
+            SourceMsg::Barrier(ack) => {
+                full_phase = false;
+                let _ = out.sink.send(SinkMsg::Barrier(ack)).await;
+                continue;
+            }
+        };
+        let Some(entity) = mapping.entities.get(batch.entity) else {
+            continue;
+        };
+        let mut taken = Taken {
+            mapping: &mapping,
+            entity,
+            index: batch.entity,
+            part: batch.part,
+            stats: &stats,
+            seen: full_phase.then_some(&mut seen),
+        };
+        for record in batch.records {
+            taken.one(record, &out).await;
+        }
+        if let Some(part) = taken.part {
+            part.settle();
+        }
+        stats.set_overwrite_false_alarms(seen.expected_false_alarms());
+    }
+}
+
+/// One source batch in the transform.
+struct Taken<'a> {
+    mapping: &'a Mapping,
+    entity: &'a Entity,
+    index: usize,
+    part: Option<crate::checkpoint::Part>,
+    stats: &'a RunStats,
+    /// The keys written so far, in the first phase.
+    seen: Option<&'a mut SeenKeys>,
+}
+
+impl Taken<'_> {
+    /// Counts one record and hands on what it becomes.
+    async fn one(&mut self, record: SourceRecord, out: &Outlets) {
+        let c = self.stats.entity(self.index);
+        RunStats::add(&c.read, 1);
+        self.count(Counted::Read);
+        let source_key = source_key(self.entity, &record);
+        for step in steps(self.entity, self.mapping, record) {
+            match step {
+                Step::Write { op, item, counted } => {
+                    let key_names = self.mapping.table.primary_key();
+                    let mut req = write_request(self.mapping, self.index, op, item, &key_names);
+                    req.counted = counted;
+                    req.source_key = source_key.clone();
+                    let put = counted && op == Op::Put;
+                    req.overwrites = put && self.seen.as_mut().is_some_and(|s| s.insert(&req.key));
+                    req.part = self.part.clone();
+                    out.write(req).await;
+                }
+                Step::Filtered(_) => {
+                    RunStats::add(&c.filtered, 1);
+                    self.count(Counted::Filtered);
+                }
+                Step::Dead {
+                    reason,
+                    op,
+                    item,
+                    raw,
+                } => {
+                    let stage = match raw {
+                        Some(_) => Stage::Read,
+                        None => Stage::Transform,
+                    };
+                    let dl = DeadLetter {
+                        entity: self.index,
+                        source_key: source_key.clone(),
+                        stage,
+                        op,
+                        reason,
+                        item,
+                        raw,
+                        counted: true,
+                        part: self.part.clone(),
+                    };
+                    let _ = out.dead.send(dl).await;
+                }
+            }
+        }
+    }
+
+    fn count(&self, o: Counted) {
+        if let Some(p) = &self.part {
+            p.count(o);
+        }
+    }
+}
+
+/// The legacy key of a record, for dead letters.
+fn source_key(entity: &Entity, record: &SourceRecord) -> Item {
+    let names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
+    match record {
+        SourceRecord::Item(i) => project(i, &names),
+        SourceRecord::Change { keys, .. } => keys.clone(),
+        SourceRecord::Bad { .. } | SourceRecord::Target { .. } => Item::new(),
+    }
+}
+
+/// Where the transform sends what it makes.
+pub struct Outlets {
+    pub sink: mpsc::Sender<SinkMsg>,
+    pub dead: mpsc::Sender<DeadLetter>,
+}
+
+impl Outlets {
+    /// Sends a write; if the sink is gone (it failed), the item is recorded
+    /// as not written instead.
+    async fn write(&self, req: WriteRequest) {
+        let Err(back) = self.sink.send(SinkMsg::Write(req)).await else {
+            return;
+        };
+        if let SinkMsg::Write(r) = back.0 {
+            let dl = DeadLetter {
+                entity: r.entity,
+                source_key: r.source_key,
+                stage: Stage::Unwritten,
+                op: r.op,
+                reason: "the writer stopped before this item".to_string(),
+                item: r.item,
+                raw: None,
+                counted: r.counted,
+                part: r.part,
+            };
+            let _ = self.dead.send(dl).await;
+        }
+    }
+}
+
+/// A put or delete of `item` with its size, units and key worked out.
+fn write_request(
+    mapping: &Mapping,
+    entity: usize,
+    op: Op,
+    item: Item,
+    key_names: &[&str],
+) -> WriteRequest {
+    let landed = if op == Op::Put {
+        indexes_landed_in(&item, &mapping.table)
+    } else {
+        mapping.table.indexes.len()
+    };
+    WriteRequest {
+        entity,
+        key: key_text(&item, key_names),
+        wire_bytes: wire_bytes(&item),
+        write_units: crate::item::write_units(item_size(&item), landed),
+        source_key: Item::new(),
+        op,
+        counted: true,
+        overwrites: false,
+        item,
+        part: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn shipped() -> Mapping {
+        Mapping::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/ai-girlfriend.toml"),
+        )
+        .unwrap()
+    }
+    fn session(user: &str, started: Option<&str>) -> Item {
+        let mut i: Item = [
+            ("sessionId".to_string(), AttributeValue::S("s1".into())),
+            ("userId".to_string(), AttributeValue::S(user.into())),
+        ]
+        .into();
+        if let Some(t) = started {
+            i.insert("startedAt".into(), AttributeValue::S(t.into()));
+        }
+        i
+    }
+    fn key(user: &str) -> Item {
+        [
+            ("pk".to_string(), AttributeValue::S(format!("USER#{user}"))),
+            ("sk".to_string(), AttributeValue::S("SESSION#s1".into())),
+        ]
+        .into()
+    }
+    fn kinds(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Write { op, counted, .. } => {
+                    format!("{op:?}{}", if *counted { "" } else { " (clean-up)" })
+                }
+                Step::Filtered(_) => "Filtered".into(),
+                Step::Dead { .. } => "Dead".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incremental_changes_become_the_right_writes() {
+        let m = shipped();
+        let e = m.entities.iter().find(|e| e.name == "session").unwrap();
+        let t = "2024-01-15T14:00:00Z";
+        let keys: Item = [("sessionId".to_string(), AttributeValue::S("s1".into()))].into();
+        let change = |new: Option<Item>, old: Option<Item>| SourceRecord::Change {
+            keys: keys.clone(),
+            new,
+            old,
+        };
+
+        // An update in place: one put.
+        let s = steps(
+            e,
+            &m,
+            change(Some(session("u1", Some(t))), Some(session("u1", Some(t)))),
+        );
+        assert_eq!(kinds(&s), ["Put"]);
+        // An update that moves the session to another user: put, and the old key goes.
+        let s = steps(
+            e,
+            &m,
+            change(Some(session("u2", Some(t))), Some(session("u1", Some(t)))),
+        );
+        assert_eq!(kinds(&s), ["Put", "Delete (clean-up)"]);
+        assert!(matches!(&s[1], Step::Write { item, .. } if *item == key("u1")));
+        // An update the mapping can no longer write: dead-lettered, and the old item goes.
+        let s = steps(
+            e,
+            &m,
+            change(Some(session("u1", None)), Some(session("u1", Some(t)))),
+        );
+        assert_eq!(kinds(&s), ["Dead", "Delete (clean-up)"]);
+        // A delete with its old image: one counted delete of the mapped key.
+        let s = steps(e, &m, change(None, Some(session("u1", Some(t)))));
+        assert_eq!(kinds(&s), ["Delete"]);
+        assert!(matches!(&s[0], Step::Write { item, .. } if *item == key("u1")));
+        // A delete with only the legacy key cannot find a session's target key.
+        let s = steps(e, &m, change(None, None));
+        assert_eq!(kinds(&s), ["Dead"]);
+        // An insert: one put, nothing to clean up.
+        let s = steps(e, &m, change(Some(session("u1", Some(t))), None));
+        assert_eq!(kinds(&s), ["Put"]);
+    }
+}
