@@ -236,6 +236,18 @@ async fn drains_on(signal: &str, export: bool) {
     assert!(read < total as u64, "it stopped reading early: {read}");
     assert_eq!(read, written, "everything read was written");
     assert_eq!(scan_all(&c, TARGET).await.len() as u64, written);
+    // The state says stopped; a resume reads the rest, once.
+    let mp = m();
+    let resume = [&["migrate", "--resume", "--mapping", &mp][..], &source[..]].concat();
+    let o = singletable(
+        dir.path(),
+        &db.endpoint,
+        &[&resume[..], &args("--report run.json")].concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = crate::common::report(dir.path(), "run.json");
+    assert_eq!(r["totals"]["read"], total as u64, "{r:#}");
+    assert_eq!(r["totals"]["written"], total as u64, "{r:#}");
 }
 
 async fn wait_for_writes(c: &aws_sdk_dynamodb::Client) {

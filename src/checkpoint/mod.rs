@@ -343,18 +343,50 @@ impl StateLock {
     }
 }
 
+/// A dead-letter file trimmed beside the original, not yet in its place.
+#[derive(Debug)]
+pub struct Trim {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// The trimmed file's length.
+    pub bytes: u64,
+    pub kept: u64,
+    pub dropped: u64,
+}
+
+impl Trim {
+    /// Puts the trimmed file in place of the original. Save the state with
+    /// the trimmed length first: a kill in between then leaves a file
+    /// longer than the state says, which trims again to the same lines.
+    pub fn commit(self) -> Result<(), StateError> {
+        if self.tmp.exists() {
+            std::fs::rename(&self.tmp, &self.path).map_err(io(&self.path))?;
+        }
+        Ok(())
+    }
+}
+
 /// On resume: keeps the dead-letter lines of acknowledged batches and
 /// drops the rest (their records are read again and will be recorded
-/// again), and a last line cut short by the kill. Returns (kept, dropped).
+/// again), and a last line cut short by the kill, into a file beside it.
 pub fn trim_dead_letters(
     path: &Path,
     saved: &DeadLetterFile,
     units: &[UnitState],
-) -> Result<(u64, u64), StateError> {
+) -> Result<Trim, StateError> {
+    let tmp = path.with_extension("jsonl.tmp");
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && saved.bytes == 0 => {
-            return Ok((0, 0))
+            let (path, bytes, kept, dropped) = (path.to_path_buf(), 0, 0, 0);
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(Trim {
+                path,
+                tmp,
+                bytes,
+                kept,
+                dropped,
+            });
         }
         Err(e) => return Err(io(path)(e)),
     };
@@ -366,9 +398,8 @@ pub fn trim_dead_letters(
             actual,
         });
     }
-    let tmp = path.with_extension("jsonl.tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
-    let (mut kept, mut dropped) = (0u64, 0u64);
+    let (mut kept, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
     let mut reader = std::io::BufReader::new(file);
     let mut line = String::new();
     loop {
@@ -382,11 +413,18 @@ pub fn trim_dead_letters(
         }
         out.write_all(line.as_bytes()).map_err(io(&tmp))?;
         kept += 1;
+        bytes += line.len() as u64;
     }
     let f = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
     f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    Ok((kept, dropped))
+    let path = path.to_path_buf();
+    Ok(Trim {
+        path,
+        tmp,
+        bytes,
+        kept,
+        dropped,
+    })
 }
 
 /// Whether a dead-letter line belongs to an acknowledged batch (untagged
@@ -604,7 +642,14 @@ mod tests {
             path: "d".into(),
             bytes: 10,
         };
-        assert_eq!(trim_dead_letters(&path, &saved, &units).unwrap(), (2, 3));
+        let trim = trim_dead_letters(&path, &saved, &units).unwrap();
+        assert_eq!((trim.kept, trim.dropped), (2, 3));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "not yet in place"
+        );
+        trim.commit().unwrap();
         let left = std::fs::read_to_string(&path).unwrap();
         assert_eq!(left, format!("{}\n{}\n", lines[0], lines[2]));
         let longer = DeadLetterFile {

@@ -17,7 +17,7 @@
 //! acknowledged batches are added to the durable counters, so the counters
 //! saved with the watermarks describe exactly the records below them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -354,12 +354,9 @@ impl Tracker {
         self.advanced.load(Ordering::Relaxed)
     }
 
-    /// The units not yet done.
-    pub fn open_units(&self) -> BTreeSet<usize> {
-        let inner = self.lock();
-        (0..inner.units.len())
-            .filter(|&i| !inner.units[i].state.done)
-            .collect()
+    /// How many units are not done yet.
+    pub fn open_units(&self) -> usize {
+        self.lock().units.iter().filter(|u| !u.state.done).count()
     }
 }
 

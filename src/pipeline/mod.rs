@@ -199,7 +199,7 @@ pub async fn migrate(
     drop(readers);
     let (mut failure, interrupted) = stages.join(failure).await;
     saving.abort();
-    let open = tracker.open_units().len();
+    let open = tracker.open_units();
     if failure.is_none() && !interrupted && open > 0 {
         failure = Some(PipelineError::Unacknowledged(open));
     }

@@ -200,3 +200,62 @@ async fn feed(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shipped() -> Mapping {
+        Mapping::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/ai-girlfriend.toml"))
+            .unwrap()
+    }
+
+    #[test]
+    fn each_stage_becomes_the_record_it_is_replayed_as() {
+        let m = shipped();
+        let line = |stage: &str, op: &str| {
+            json!({"source_table": "ai-girlfriend-sessions", "stage": stage, "op": op,
+                   "source_key": {"sessionId": {"S": "s1"}},
+                   "item": {"sessionId": {"S": "s1"}}, "raw": "x", "reason": "r"})
+        };
+        let kind = |v: serde_json::Value| match record(&v, &m).unwrap() {
+            (3, SourceRecord::Item(_)) => "item",
+            (3, SourceRecord::Change { new: None, .. }) => "delete by keys",
+            (3, SourceRecord::Target { delete: false, .. }) => "put as is",
+            (3, SourceRecord::Target { delete: true, .. }) => "delete as is",
+            (3, SourceRecord::Bad { .. }) => "dead again",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kind(line("transform", "put")), "item");
+        assert_eq!(kind(line("transform", "delete")), "delete by keys");
+        assert_eq!(kind(line("write", "put")), "put as is");
+        assert_eq!(kind(line("unwritten", "delete")), "delete as is");
+        assert_eq!(kind(line("read", "put")), "dead again");
+        let mut unknown = line("write", "put");
+        unknown["source_table"] = json!("nope");
+        assert!(record(&unknown, &m).unwrap_err().contains("nope"));
+        assert!(record(&line("later", "put"), &m)
+            .unwrap_err()
+            .contains("later"));
+    }
+
+    #[test]
+    fn bad_lines_are_named_and_a_cut_last_line_is_skipped() {
+        let m = shipped();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let good = r#"{"source_table":"ai-girlfriend-users","stage":"write","op":"put","item":{"pk":{"S":"USER#u"},"sk":{"S":"METADATA"}}}"#;
+        std::fs::write(&path, format!("{good}\n{good}\n{{\"source_tab")).unwrap();
+        let (records, warnings) = read(&path, &m).unwrap();
+        assert_eq!((records.len(), warnings.len()), (2, 1));
+        assert!(warnings[0].contains("d.jsonl:3"), "{warnings:?}");
+        std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        let e = read(&path, &m).unwrap_err().to_string();
+        assert!(e.contains("d.jsonl:2: not a dead-letter line"), "{e}");
+        assert_eq!(
+            still_failing_path(Path::new("out/dead.jsonl")),
+            Path::new("out/dead.replay.jsonl")
+        );
+    }
+}

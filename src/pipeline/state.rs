@@ -131,7 +131,11 @@ pub fn begin(
                     ),
                 });
             }
-            checkpoint::trim_dead_letters(dead_letter, saved, &state.units)?;
+            let trim = checkpoint::trim_dead_letters(dead_letter, saved, &state.units)?;
+            let mut trimmed = (*state).clone();
+            trimmed.dead_letter.bytes = trim.bytes;
+            trimmed.save(&opts.path)?;
+            trim.commit()?;
             Ok(Begun {
                 template: template(state.started_at.clone(), state.attempts + 1),
                 units: state.units,
