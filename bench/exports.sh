@@ -20,6 +20,8 @@ run() { # label binary scale
   # The demo's dirty rows are dead-lettered on purpose (binaries before
   # exit code 3 have no such flag).
   if "$b" migrate --help | grep -q allow-dead-letters; then allow=(--allow-dead-letters 1%); fi
+  # Binaries that keep a state keep it with the run's other files.
+  if "$b" migrate --help | grep -q -- --state; then allow+=(--state "$out/state-$label-$scale.json"); fi
   /usr/bin/time -f "%e %M %U" -o "$out/time-$label-$scale" \
     "$b" migrate --mapping mappings/ai-girlfriend.toml --target-table "bench-$label-$scale" --create-table \
       --exports-file "$out/exports-$scale.txt" --endpoint-url "http://127.0.0.1:$port" --region us-east-1 --quiet \

@@ -19,7 +19,7 @@ common=(--mapping mappings/ai-girlfriend.toml --target-table bench-target
 
 echo "== migrate, $scale legacy items"
 /usr/bin/time -f "wall %e s, peak RSS %M KB, user %U s, sys %S s" \
-  "$bin" migrate "${common[@]}" --create-table --report "$out/run.json" --dead-letter "$out/dead.jsonl" \
+  "$bin" migrate "${common[@]}" --create-table --report "$out/run.json" --dead-letter "$out/dead.jsonl" --state "$out/state.json" \
     --allow-dead-letters 1% 2>&1 | tail -n 12
 python3 - "$out/run.json" <<'PY'
 import json, sys

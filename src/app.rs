@@ -201,7 +201,10 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
     let opts = migrate_options(a, &mapping)?;
     if a.resume {
         if let Some(done) = State::load(&a.state)?.filter(|s| s.status == Status::Finished) {
-            eprint!("{}", crate::checkpoint::render_status(&a.state, &done));
+            eprint!(
+                "{}",
+                crate::checkpoint::render_status(&a.state, &done, false)
+            );
             eprintln!(
                 "nothing to resume: that run finished; run without --resume to migrate again"
             );
@@ -258,10 +261,16 @@ fn status(a: &StatusArgs) -> Result<i32> {
             a.state.display()
         );
     };
+    let live = crate::checkpoint::StateLock::held(&a.state);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&state)?);
+        let mut v = serde_json::to_value(&state)?;
+        v["running_now"] = live.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", crate::checkpoint::render_status(&a.state, &state));
+        print!(
+            "{}",
+            crate::checkpoint::render_status(&a.state, &state, live)
+        );
     }
     Ok(EXIT_OK)
 }

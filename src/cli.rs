@@ -17,7 +17,7 @@ const EXIT_CODES: &str = "Exit codes:
      within --allow-dead-letters (verify: the target matches)
   1  verify found differences
   2  the tool failed or was interrupted (an error, a stall, Ctrl-C, SIGTERM, SIGHUP)
-  3  migrate finished, but items were not migrated (dead letters beyond
+  3  migrate (or replay) finished, but items were not migrated (dead letters beyond
      --allow-dead-letters); the summary says which, and the dead-letter file lists them";
 
 /// Migrate a one-table-per-entity DynamoDB layout into a single-table design,

@@ -45,24 +45,30 @@ fn spawn_migrate(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Kills attempts with SIGKILL at `kills` random points, resuming each time
-/// (the first attempt starts fresh); then resumes to the end. Returns the
-/// final report, the kills that landed, and the output of the last run.
+/// Kills attempts with SIGKILL at `kills` random points (and on, up to
+/// four times as many, until one lands in phase `until_phase`), resuming each
+/// time (the first attempt starts fresh); then resumes to the end. Returns
+/// the final report, the phases the kills landed in (one entry per kill),
+/// and the output of the last run.
 fn kill_and_resume(
     dir: &Path,
     env: &[(&str, &str)],
     source: &[&str],
-    kills: usize,
+    (kills, until_phase): (usize, u64),
     seed: u64,
-) -> (serde_json::Value, usize, String) {
+) -> (serde_json::Value, Vec<u64>, String) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut landed = 0;
-    for _ in 0..kills {
+    let mut phases_killed = Vec::new();
+    for attempt in 0..4 * kills {
+        let reached = phases_killed.iter().any(|&p| p >= until_phase);
+        if attempt >= kills && reached {
+            break;
+        }
         // A kill before the run saved its first state leaves none to resume.
         let kept = dir.join("singletable-state.json").exists();
         let resume: &[&str] = if kept { &["--resume"] } else { &[] };
         let mut child = spawn_migrate(dir, env, &[source, resume].concat());
-        std::thread::sleep(Duration::from_millis(rng.random_range(400..1600)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..1800)));
         if child.try_wait().unwrap().is_some() {
             let o = child.wait_with_output().unwrap();
             assert_ne!(o.status.code(), Some(2), "seed {seed}: {}", text(&o));
@@ -71,16 +77,20 @@ fn kill_and_resume(
         child.kill().unwrap();
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), None, "killed by a signal: {}", text(&o));
-        landed += 1;
+        let mut phase = 0;
         if dir.join("singletable-state.json").exists() {
             let state = status_json(dir);
             assert_eq!(state["status"], "running", "a killed run stays running");
+            assert_eq!(state["running_now"], false, "and no run holds it");
+            phase = state["phase"].as_u64().unwrap();
         }
+        phases_killed.push(phase);
     }
     let o = spawn_migrate(dir, env, &[source, &["--resume"]].concat())
         .wait_with_output()
         .unwrap();
-    (report(dir, "run.json"), landed, text(&o))
+    let out = format!("kills landed in phases {phases_killed:?}\n{}", text(&o));
+    (report(dir, "run.json"), phases_killed, out)
 }
 
 /// `singletable status` in `dir` (it takes no AWS options).
@@ -125,7 +135,8 @@ async fn a_scan_killed_ten_times_resumes_to_a_verified_target() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let env = [("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str())];
-    let (r, kills, out) = kill_and_resume(d, &env, &[], 10, 21);
+    let (r, phases, out) = kill_and_resume(d, &env, &[], (10, 0), 21);
+    let kills = phases.len();
     assert!(kills >= 5, "most kills landed mid-run: {kills}\n{out}");
     // One report for the whole migration: every source item read once.
     assert_eq!(r["exit_code"], 3, "dirty rows dead-lettered: {out}");
@@ -157,12 +168,17 @@ async fn exports_with_an_incremental_round_killed_ten_times_resume_to_a_verified
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data =
-        "--scale 12000 --seed 22 --dirty-rate 0 --exports-only --export-to exp --incremental";
+        "--scale 12000 --seed 22 --dirty-rate 0 --exports-only --export-to exp --incremental --change-rate 0.2";
     demo_exports(d, &db.endpoint, "exports.txt", &args(data));
     let env = [("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str())];
     let source = ["--exports-file", "exports.txt"];
-    let (r, kills, out) = kill_and_resume(d, &env, &source, 10, 22);
+    let (r, phases, out) = kill_and_resume(d, &env, &source, (10, 1), 22);
+    let kills = phases.len();
     assert!(kills >= 5, "most kills landed mid-run: {kills}\n{out}");
+    assert!(
+        phases.contains(&1),
+        "a kill landed in the incremental round: {out}"
+    );
     assert_eq!(r["exit_code"], 0, "{out}");
     assert_eq!(r["reconciled"], true, "{r:#}");
     let t = &r["totals"];
@@ -172,7 +188,7 @@ async fn exports_with_an_incremental_round_killed_ten_times_resume_to_a_verified
     );
     let state = status_json(d);
     assert_eq!(state["status"], "finished");
-    assert_eq!(state["phases"], 2);
+    assert_eq!((&state["phases"], &state["phase"]), (&2.into(), &2.into()));
     // The full export's records plus the incremental's, each read once.
     let manifests: u64 = state["entities"]
         .as_array()
@@ -219,7 +235,7 @@ async fn an_unfinished_state_is_only_resumed_as_it_was_started() {
 
     let o = status(d, &[]);
     let shown = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(shown.contains("not finished"), "{shown}");
+    assert!(shown.contains("killed: not finished"), "{shown}");
     assert!(shown.contains("migrate --resume --state"), "{shown}");
     let pct = status_percent(d);
     assert!(pct > 0.0 && pct < 100.0, "{shown}");

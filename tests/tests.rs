@@ -843,17 +843,25 @@ fn every_flag_the_readme_names_exists() {
     let readme =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .unwrap();
-    let help: String = ["migrate", "preview", "verify", "demo-data", "demo"]
-        .iter()
-        .map(|cmd| {
-            let o = std::process::Command::new(env!("CARGO_BIN_EXE_singletable"))
-                .args([cmd, "--help"])
-                .output()
-                .unwrap();
-            assert!(o.status.success());
-            String::from_utf8(o.stdout).unwrap()
-        })
-        .collect();
+    let help: String = [
+        "migrate",
+        "status",
+        "replay",
+        "preview",
+        "verify",
+        "demo-data",
+        "demo",
+    ]
+    .iter()
+    .map(|cmd| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_singletable"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    })
+    .collect();
     let mut flags: Vec<&str> = readme
         .match_indices("--")
         .map(|(i, _)| {

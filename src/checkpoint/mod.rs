@@ -133,6 +133,10 @@ pub struct State {
     /// The process that saved it.
     pub pid: u32,
     pub phases: usize,
+    /// The phase being read: 0 scans and full exports, N the Nth
+    /// incremental round; `phases` when every phase is read.
+    #[serde(default)]
+    pub phase: usize,
     pub entities: Vec<EntityState>,
     pub units: Vec<UnitState>,
     /// Per entity: the counters of every record below the watermarks.
@@ -187,6 +191,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 }
 
 impl State {
+    /// The phase the units stand in: the lowest with a unit not done.
+    pub fn phase_of(units: &[UnitState], phases: usize) -> usize {
+        let open = units.iter().filter(|u| !u.done).map(|u| u.phase);
+        open.min().unwrap_or(phases)
+    }
+
     /// Reads a state file; `None` when there is none.
     pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         let text = match std::fs::read_to_string(path) {
@@ -293,8 +303,9 @@ pub fn decide(
     if !resume {
         return Err(StateError::Unfinished {
             path: path.to_path_buf(),
+            // The caller holds the lock: a state that says running was killed.
             how: match state.status {
-                Status::Running => "was killed (or is still running)",
+                Status::Running => "was killed",
                 _ => "stopped",
             },
             percent: state.percent(),
@@ -319,10 +330,22 @@ pub struct StateLock {
 }
 
 impl StateLock {
-    pub fn take(state: &Path) -> Result<StateLock, StateError> {
+    fn path(state: &Path) -> PathBuf {
         let mut name = state.as_os_str().to_owned();
         name.push(".lock");
-        let lock = PathBuf::from(name);
+        PathBuf::from(name)
+    }
+
+    /// Whether a run holds the lock of `state` now.
+    pub fn held(state: &Path) -> bool {
+        let Ok(file) = std::fs::File::open(StateLock::path(state)) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    pub fn take(state: &Path) -> Result<StateLock, StateError> {
+        let lock = StateLock::path(state);
         if let Some(dir) = lock.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
@@ -442,13 +465,15 @@ fn acknowledged(line: &str, units: &[UnitState]) -> bool {
     units.get(unit as usize).is_some_and(|u| batch < u.batches)
 }
 
-/// `status`: where a run stands, for people.
-pub fn render_status(path: &Path, s: &State) -> String {
+/// `status`: where a run stands, for people. `live`: whether a run holds
+/// the state's lock now (a killed run's state still says running).
+pub fn render_status(path: &Path, s: &State, live: bool) -> String {
     let mut out = String::new();
-    let how = match s.status {
-        Status::Running => "not finished: running, or killed (a killed run stays 'running')",
-        Status::Stopped => "stopped before the end",
-        Status::Finished => "finished",
+    let how = match (s.status, live) {
+        (_, true) => format!("running now (pid {})", s.pid),
+        (Status::Running, false) => "killed: not finished, and no run holds it".into(),
+        (Status::Stopped, false) => "stopped before the end".into(),
+        (Status::Finished, false) => "finished".into(),
     };
     let _ = writeln!(out, "state {}: {how}", path.display());
     let _ = writeln!(
@@ -500,7 +525,7 @@ pub fn render_status(path: &Path, s: &State) -> String {
         "  dead-letter file: {} ({} bytes on disk at the last save)",
         s.dead_letter.path, s.dead_letter.bytes
     );
-    if s.status != Status::Finished {
+    if s.status != Status::Finished && !live {
         let _ = writeln!(
             out,
             "  to continue: singletable migrate --resume --state {} (with the same mapping, sources and target)",
@@ -541,6 +566,7 @@ mod tests {
             attempts: 1,
             pid: 1,
             phases: 1,
+            phase: 0,
             entities: vec![EntityState {
                 name: "user".into(),
                 source_table: "Users".into(),
@@ -613,11 +639,13 @@ mod tests {
         s.save(&path).unwrap();
         assert_eq!(State::load(&path).unwrap(), Some(s));
         let held = StateLock::take(&path).unwrap();
+        assert!(StateLock::held(&path));
         assert!(matches!(
             StateLock::take(&path),
             Err(StateError::Locked { .. })
         ));
         drop(held);
+        assert!(!StateLock::held(&path));
         assert!(StateLock::take(&path).is_ok());
     }
 

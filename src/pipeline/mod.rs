@@ -203,29 +203,47 @@ pub async fn migrate(
     if failure.is_none() && !interrupted && open > 0 {
         failure = Some(PipelineError::Unacknowledged(open));
     }
-    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
-    kinds.sort();
-    kinds.dedup();
     let ended = Ended {
         command: "migrate",
-        source: kinds.join("+"),
+        source: source_words(&plan),
         started_at: begun.template.started_at.clone(),
         clock,
         interrupted,
         warnings,
     };
     let (report, failure) = finish_report(&stats, mapping, opts, ended, failure);
-    let mut last = saver.state(if open == 0 && failure.is_none() {
-        Status::Finished
-    } else {
-        Status::Stopped
-    });
+    Ok(save_last_state(&saver, open, opts, report, failure))
+}
+
+/// The kinds of source a plan reads, in words ("export+scan").
+fn source_words(plan: &[EntitySource]) -> String {
+    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.join("+")
+}
+
+/// Saves the run's last state (finished, or stopped and why). A state that
+/// cannot be saved fails the run: it could not be resumed.
+fn save_last_state(
+    saver: &state::Saver,
+    open_units: usize,
+    opts: &MigrateOptions,
+    mut report: RunReport,
+    mut failure: Option<PipelineError>,
+) -> (RunReport, Option<PipelineError>) {
+    let status = match open_units == 0 && failure.is_none() {
+        true => Status::Finished,
+        false => Status::Stopped,
+    };
+    let mut last = saver.state(status);
     last.exit_code = Some(report.exit_code);
-    last.stopped_because = failure.as_ref().map(|f| f.to_string());
+    last.stopped_because = failure.as_ref().map(ToString::to_string);
     if let Err(e) = saver.save_last(&last) {
-        return Ok((report, Some(failure.unwrap_or(e.into()))));
+        failure.get_or_insert(e.into());
+        report.judge(true, opts.allow_dead_letters);
     }
-    Ok((report, failure))
+    (report, failure)
 }
 
 /// The report's note that a run resumed.

@@ -135,6 +135,7 @@ pub async fn transform_stage(
     expected: u64,
     mut full_phase: bool,
 ) {
+    let key_names: Vec<&str> = mapping.table.primary_key();
     let mut seen = SeenKeys::new(expected);
     while let Some(msg) = rx.recv().await {
         let batch = match msg {
@@ -150,6 +151,8 @@ pub async fn transform_stage(
         };
         let mut taken = Taken {
             mapping: &mapping,
+            key_names: &key_names,
+            source_key_names: entity.source_key.iter().map(String::as_str).collect(),
             entity,
             index: batch.entity,
             part: batch.part,
@@ -169,6 +172,10 @@ pub async fn transform_stage(
 /// One source batch in the transform.
 struct Taken<'a> {
     mapping: &'a Mapping,
+    /// The target's primary key attributes.
+    key_names: &'a [&'a str],
+    /// The entity's legacy key attributes.
+    source_key_names: Vec<&'a str>,
     entity: &'a Entity,
     index: usize,
     part: Option<crate::checkpoint::Part>,
@@ -183,12 +190,11 @@ impl Taken<'_> {
         let c = self.stats.entity(self.index);
         RunStats::add(&c.read, 1);
         self.count(Counted::Read);
-        let source_key = source_key(self.entity, &record);
+        let source_key = source_key(&self.source_key_names, &record);
         for step in steps(self.entity, self.mapping, record) {
             match step {
                 Step::Write { op, item, counted } => {
-                    let key_names = self.mapping.table.primary_key();
-                    let mut req = write_request(self.mapping, self.index, op, item, &key_names);
+                    let mut req = write_request(self.mapping, self.index, op, item, self.key_names);
                     req.counted = counted;
                     req.source_key = source_key.clone();
                     let put = counted && op == Op::Put;
@@ -235,10 +241,9 @@ impl Taken<'_> {
 }
 
 /// The legacy key of a record, for dead letters.
-fn source_key(entity: &Entity, record: &SourceRecord) -> Item {
-    let names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
+fn source_key(names: &[&str], record: &SourceRecord) -> Item {
     match record {
-        SourceRecord::Item(i) => project(i, &names),
+        SourceRecord::Item(i) => project(i, names),
         SourceRecord::Change { keys, .. } => keys.clone(),
         SourceRecord::Bad { .. } | SourceRecord::Target { .. } => Item::new(),
     }

@@ -107,6 +107,7 @@ pub fn begin(
         attempts,
         pid: std::process::id(),
         phases: sources::phases(plan),
+        phase: 0,
         entities: entities.clone(),
         units: Vec::new(),
         counters: Vec::new(),
@@ -215,6 +216,7 @@ impl Saver {
         s.status = status;
         s.saved_at = now();
         s.advanced_at = advanced_at;
+        s.phase = State::phase_of(&units, s.phases);
         s.units = units;
         s.counters = counters;
         s.dead_letter.bytes = bytes;
