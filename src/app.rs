@@ -17,7 +17,7 @@ use crate::aws::AwsOptions;
 use crate::checkpoint::{State, Status};
 use crate::cli::{
     AwsArgs, Command, DataArgs, DemoArgs, DemoDataArgs, ExportFormat, MappingArgs, MigrateArgs,
-    PreviewArgs, ReplayArgs, ScanArgs, SourceArgs, StatusArgs, VerifyArgs, WriteArgs,
+    PlanArgs, PreviewArgs, ReplayArgs, ScanArgs, SourceArgs, StatusArgs, VerifyArgs, WriteArgs,
 };
 use crate::export::write::ExportSpec;
 use crate::export::Record;
@@ -34,6 +34,7 @@ pub use crate::report::{EXIT_DIFFERS, EXIT_FAILED, EXIT_NOT_MIGRATED, EXIT_OK};
 /// Runs one command; returns the exit code.
 pub async fn run(command: Command) -> Result<i32> {
     match command {
+        Command::Plan(a) => plan(&a).await,
         Command::Migrate(a) => migrate(&a).await,
         Command::Status(a) => status(&a),
         Command::Replay(a) => replay(&a).await,
@@ -148,6 +149,10 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
             every: Duration::from_secs(2),
             target: String::new(),
         },
+        warm: w.warm_write_units.map(|write| crate::sinks::table::Warm {
+            write,
+            read: w.warm_read_units,
+        }),
     }
 }
 
@@ -253,6 +258,44 @@ fn finish_run(
     }
 }
 
+/// `plan`: the forecast, on the terminal and in the reports.
+async fn plan(a: &PlanArgs) -> Result<i32> {
+    let mapping = load_mapping(&a.mapping)?;
+    let opts = crate::plan::PlanOptions {
+        sources: source_options(&a.sources)?,
+        scan: scan_config(&a.scan),
+        read_concurrency: a.scan.read_concurrency,
+        dead_letter: a.dead_letter.clone(),
+        write_units: a.write_units,
+        top: a.top,
+        max_listed: a.max_listed,
+        prices: crate::plan::report::Prices {
+            on_demand_write_per_million: a.price_write_million,
+            on_demand_read_per_million: a.price_read_million,
+            provisioned_wcu_hour: a.price_wcu_hour,
+            import_per_gb: a.price_import_gb,
+            export_per_gb: a.price_export_gb,
+        },
+        spill_dir: a.spill_dir.clone(),
+        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let (client, s3) = clients(&a.aws, None).await;
+    let report = crate::plan::plan(&client, &store(s3, &a.sources), &mapping, &opts).await?;
+    if let Some(path) = &a.report {
+        write_both(path, "the plan", &report, report.render_markdown())?;
+    }
+    print!("{}", report.render());
+    Ok(EXIT_OK)
+}
+
+/// Writes a report as JSON at `path` and as Markdown beside it (the same
+/// name ending in .md).
+fn write_both<T: serde::Serialize>(path: &Path, what: &str, data: &T, md: String) -> Result<()> {
+    write_json(path, data).with_context(|| format!("writing {what} {}", path.display()))?;
+    let md_path = path.with_extension("md");
+    std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))
+}
+
 /// `status`: the state file, for people or as JSON.
 fn status(a: &StatusArgs) -> Result<i32> {
     let Some(state) = State::load(&a.state)? else {
@@ -350,11 +393,7 @@ async fn run_verify(
 ) -> Result<i32> {
     let r = verify::verify(client, store, mapping, opts).await?;
     if let Some(path) = report {
-        write_json(path, &r)
-            .with_context(|| format!("writing the verification report {}", path.display()))?;
-        let md = path.with_extension("md");
-        std::fs::write(&md, r.render_markdown())
-            .with_context(|| format!("writing {}", md.display()))?;
+        write_both(path, "the verification report", &r, r.render_markdown())?;
     }
     print!("{}", r.render());
     Ok(if r.matches() { EXIT_OK } else { EXIT_DIFFERS })
@@ -497,6 +536,37 @@ async fn demo(a: &DemoArgs) -> Result<i32> {
     result
 }
 
+/// The demo's plan, its reports in `out`.
+async fn demo_plan(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    scan: &ScanConfig,
+    out: &Path,
+) -> Result<()> {
+    let opts = crate::plan::PlanOptions {
+        sources: SourceOptions::default(),
+        scan: scan.clone(),
+        read_concurrency: 16,
+        dead_letter: None,
+        write_units: crate::plan::report::NEW_TABLE_WRITE_UNITS,
+        top: 3,
+        max_listed: 100,
+        prices: crate::plan::report::Prices::default(),
+        spill_dir: None,
+        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let report = crate::plan::plan(client, store, mapping, &opts).await?;
+    write_both(
+        &out.join("plan.json"),
+        "the plan",
+        &report,
+        report.render_markdown(),
+    )?;
+    print!("{}", report.render());
+    Ok(())
+}
+
 async fn demo_steps(
     client: &aws_sdk_dynamodb::Client,
     mapping: &Mapping,
@@ -513,7 +583,6 @@ async fn demo_steps(
         pipeline::preview(client, &store, mapping, &scan_only, 2, false).await?
     );
 
-    eprintln!("\n== 3. migrate --create-table");
     let scan = ScanConfig {
         segments: None,
         consistent_read: false,
@@ -522,6 +591,10 @@ async fn demo_steps(
         projection: None,
         stall_timeout: Duration::from_secs(600),
     };
+    eprintln!("\n== 3. plan: the whole run forecast (writes nothing)");
+    demo_plan(client, &store, mapping, &scan, &a.out).await?;
+
+    eprintln!("\n== 4. migrate --create-table");
     let opts = MigrateOptions {
         create_table: true,
         sources: scan_only.clone(),
@@ -545,6 +618,7 @@ async fn demo_steps(
             every: Duration::from_secs(2),
             target: format!("{} (demo)", mapping.table.name),
         },
+        warm: None,
     };
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"
@@ -561,7 +635,7 @@ async fn demo_steps(
         return Ok(migrated);
     }
 
-    eprintln!("\n== 4. verify");
+    eprintln!("\n== 5. verify");
     let vopts = VerifyOptions {
         sample: 1000,
         sample_rate: None,

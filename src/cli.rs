@@ -37,6 +37,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Forecast the whole migration (dead letters, collisions, sizes, write
+    /// units, hot partitions, duration, cost); writes nothing.
+    Plan(PlanArgs),
     /// Copy every legacy table through the mapping into the target table.
     #[command(after_help = EXIT_CODES)]
     Migrate(MigrateArgs),
@@ -51,7 +54,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Create the seven legacy tables and fill them with generated data.
     DemoData(DemoDataArgs),
-    /// Run the whole job on an embedded DynamoDB: demo data, preview, migrate, verify.
+    /// Run the whole job on an embedded DynamoDB: demo data, preview, plan, migrate, verify.
     Demo(DemoArgs),
 }
 
@@ -196,6 +199,14 @@ pub struct WriteArgs {
     /// Create the target table from the mapping if it does not exist.
     #[arg(long)]
     pub create_table: bool,
+    /// With --create-table: pre-warm the new table and each index for this
+    /// many write units per second (WarmThroughput, billed once; `plan`
+    /// suggests a value). A new on-demand table starts at 4,000.
+    #[arg(long, value_name = "WCU", requires = "create_table")]
+    pub warm_write_units: Option<u64>,
+    /// With --warm-write-units: also pre-warm reads (units per second).
+    #[arg(long, value_name = "RCU", requires = "warm_write_units")]
+    pub warm_read_units: Option<u64>,
     /// Write the run report (JSON) here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -261,6 +272,56 @@ pub struct MigrateArgs {
     /// How often the state file is saved.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
     pub state_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Write the plan here (JSON), and a Markdown copy beside it (the same
+    /// name ending in .md).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// List every record that would be dead-lettered here, in migrate's
+    /// dead-letter format.
+    #[arg(long, value_name = "PATH")]
+    pub dead_letter: Option<PathBuf>,
+    /// The write rate the duration is forecast at, in write units per
+    /// second (a new on-demand table takes 4,000 at once).
+    #[arg(long, value_name = "WCU", default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_units: u64,
+    /// Hot partition-key values listed per table and index.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Collisions listed in full (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_listed: usize,
+    /// Folder for the temporary files that keep memory flat (collisions,
+    /// partition-key sums); removed at the end (default: the system's temp folder).
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Price, in US dollars, of a million on-demand write request units
+    /// (us-east-1 list price seen in 2025).
+    #[arg(long, value_name = "USD", default_value_t = 0.625)]
+    pub price_write_million: f64,
+    /// Price of a million on-demand read request units.
+    #[arg(long, value_name = "USD", default_value_t = 0.125)]
+    pub price_read_million: f64,
+    /// Price of one provisioned write capacity unit for an hour.
+    #[arg(long, value_name = "USD", default_value_t = 0.00065)]
+    pub price_wcu_hour: f64,
+    /// Price of ImportTable per GB of uncompressed data.
+    #[arg(long, value_name = "USD", default_value_t = 0.15)]
+    pub price_import_gb: f64,
+    /// Price of a full export per GB of table.
+    #[arg(long, value_name = "USD", default_value_t = 0.10)]
+    pub price_export_gb: f64,
 }
 
 #[derive(Debug, Clone, Args)]

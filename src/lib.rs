@@ -3,7 +3,8 @@
 //!
 //! The rooms, in the order data flows: [`sources`] read legacy items
 //! (by Scan, or from the [`export`] files of DynamoDB's Export to S3),
-//! [`mapping`] and [`transform`] turn them into target items, [`sinks`]
+//! [`mapping`] and [`transform`] turn them into target items ([`plan`]
+//! forecasts what they would become), [`sinks`]
 //! write them (or dead-letter them), [`verify`] proves the result and
 //! [`report`] tells people; [`checkpoint`] keeps the state a killed run
 //! resumes from. [`pipeline`] wires one run; [`app`] and [`cli`]
@@ -19,6 +20,7 @@ pub mod export;
 pub mod item;
 pub mod mapping;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod rate;
 pub mod report;

@@ -630,7 +630,7 @@ impl RunReport {
 
 /// A reason without what is particular to one record (the `file:line: `
 /// of a read error), cut to a readable length, for counting.
-fn reason_kind(stage: Stage, reason: &str) -> String {
+pub fn reason_kind(stage: Stage, reason: &str) -> String {
     let mut text = reason;
     if stage == Stage::Read {
         // "path:12: message" -> "message"

@@ -207,14 +207,14 @@ pub fn validate(item: &Item, table: &TableSpec) -> Result<(), Rejection> {
 
 /// The number of the table's indexes an item lands in (both keys present).
 pub fn indexes_landed_in(item: &Item, table: &TableSpec) -> usize {
-    table
-        .indexes
-        .iter()
-        .filter(|ix| {
-            item.contains_key(&ix.partition_key)
-                && ix.sort_key.as_ref().is_none_or(|s| item.contains_key(s))
-        })
-        .count()
+    table.indexes.iter().filter(|ix| lands_in(item, ix)).count()
+}
+
+/// Whether an item carries both keys of an index (a sparse index holds
+/// only the items that do).
+pub fn lands_in(item: &Item, ix: &crate::mapping::IndexSpec) -> bool {
+    item.contains_key(&ix.partition_key)
+        && ix.sort_key.as_ref().is_none_or(|s| item.contains_key(s))
 }
 
 #[cfg(test)]

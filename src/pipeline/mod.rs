@@ -71,6 +71,8 @@ pub struct MigrateOptions {
     pub quiet: bool,
     /// The state file, and whether to resume from it.
     pub state: StateOptions,
+    /// Pre-warm a table `create_table` creates.
+    pub warm: Option<table::Warm>,
 }
 
 /// Why a run failed. The report, when there is one, still says what was done.
@@ -205,7 +207,7 @@ pub async fn migrate(
     }
     let ended = Ended {
         command: "migrate",
-        source: source_words(&plan),
+        source: sources::source_words(&plan),
         started_at: begun.template.started_at.clone(),
         clock,
         interrupted,
@@ -213,14 +215,6 @@ pub async fn migrate(
     };
     let (report, failure) = finish_report(&stats, mapping, opts, ended, failure);
     Ok(save_last_state(&saver, open, opts, report, failure))
-}
-
-/// The kinds of source a plan reads, in words ("export+scan").
-fn source_words(plan: &[EntitySource]) -> String {
-    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds.join("+")
 }
 
 /// Saves the run's last state (finished, or stopped and why). A state that
@@ -305,7 +299,7 @@ impl Stages {
             shutdown_tx.clone(),
         )
         .await?;
-        table::ensure(client, &mapping.table, opts.create_table).await?;
+        table::ensure(client, &mapping.table, opts.create_table, opts.warm).await?;
         let interrupted = Arc::new(AtomicBool::new(false));
         let signals = spawn_signals(shutdown_tx.clone(), interrupted.clone());
         let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
@@ -654,7 +648,7 @@ fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord) -> Stri
                 ..
             } => format!("  delete: {}\n", key_display(&item)),
             Step::Filtered(rule) => format!("  filtered: {rule}\n"),
-            Step::Dead { reason, .. } => format!("  DEAD-LETTER: {reason}\n"),
+            Step::Dead(d) => format!("  DEAD-LETTER: {}\n", d.reason),
         });
     }
     out

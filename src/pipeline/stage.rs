@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::checkpoint::tracker::Outcome as Counted;
+use crate::checkpoint::Part;
 use crate::item::{item_size, key_text, project, wire_bytes, Item};
 use crate::mapping::{Entity, Mapping};
 use crate::report::RunStats;
@@ -33,12 +34,39 @@ pub enum Step {
         counted: bool,
     },
     Filtered(String),
-    Dead {
-        reason: String,
-        op: Op,
-        item: Item,
-        raw: Option<String>,
-    },
+    Dead(Dead),
+}
+
+/// A record the transform cannot make a target item of.
+#[derive(Debug, PartialEq)]
+pub struct Dead {
+    pub reason: String,
+    /// What was to be done with `item` (for `replay`).
+    pub op: Op,
+    pub item: Item,
+    /// The line as read, when it held no item.
+    pub raw: Option<String>,
+}
+
+impl Dead {
+    /// Its line in the dead-letter file: stage `read` for a line that held
+    /// no item, `transform` otherwise.
+    pub fn letter(self, entity: usize, source_key: Item, part: Option<Part>) -> DeadLetter {
+        DeadLetter {
+            entity,
+            source_key,
+            stage: match self.raw {
+                Some(_) => Stage::Read,
+                None => Stage::Transform,
+            },
+            op: self.op,
+            reason: self.reason,
+            item: self.item,
+            raw: self.raw,
+            counted: true,
+            part,
+        }
+    }
 }
 
 /// The steps for one record: exactly one counted outcome, plus at most one
@@ -52,21 +80,21 @@ pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<St
             counted: true,
         },
         Outcome::Filtered(rule) => Step::Filtered(rule),
-        Outcome::Reject(r) => Step::Dead {
+        Outcome::Reject(r) => Step::Dead(Dead {
             reason: r.to_string(),
             op: Op::Put,
             item,
             raw: None,
-        },
+        }),
     };
     match record {
         SourceRecord::Item(item) => vec![put_or_not(item)],
-        SourceRecord::Bad { reason, raw } => vec![Step::Dead {
+        SourceRecord::Bad { reason, raw } => vec![Step::Dead(Dead {
             reason,
             op: Op::Put,
             item: Item::new(),
             raw: Some(raw),
-        }],
+        })],
         SourceRecord::Target { delete, item } => vec![Step::Write {
             op: if delete { Op::Delete } else { Op::Put },
             item,
@@ -110,12 +138,12 @@ pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<St
                     item: key,
                     counted: true,
                 }],
-                Err(r) => vec![Step::Dead {
+                Err(r) => vec![Step::Dead(Dead {
                     reason: format!("cannot work out the target key to delete: {r}"),
                     op: Op::Delete,
                     item: known,
                     raw: None,
-                }],
+                })],
             }
         }
     }
@@ -178,7 +206,7 @@ struct Taken<'a> {
     source_key_names: Vec<&'a str>,
     entity: &'a Entity,
     index: usize,
-    part: Option<crate::checkpoint::Part>,
+    part: Option<Part>,
     stats: &'a RunStats,
     /// The keys written so far, in the first phase.
     seen: Option<&'a mut SeenKeys>,
@@ -206,27 +234,8 @@ impl Taken<'_> {
                     RunStats::add(&c.filtered, 1);
                     self.count(Counted::Filtered);
                 }
-                Step::Dead {
-                    reason,
-                    op,
-                    item,
-                    raw,
-                } => {
-                    let stage = match raw {
-                        Some(_) => Stage::Read,
-                        None => Stage::Transform,
-                    };
-                    let dl = DeadLetter {
-                        entity: self.index,
-                        source_key: source_key.clone(),
-                        stage,
-                        op,
-                        reason,
-                        item,
-                        raw,
-                        counted: true,
-                        part: self.part.clone(),
-                    };
+                Step::Dead(dead) => {
+                    let dl = dead.letter(self.index, source_key.clone(), self.part.clone());
                     let _ = out.dead.send(dl).await;
                 }
             }
@@ -343,7 +352,7 @@ mod tests {
                     format!("{op:?}{}", if *counted { "" } else { " (clean-up)" })
                 }
                 Step::Filtered(_) => "Filtered".into(),
-                Step::Dead { .. } => "Dead".into(),
+                Step::Dead(_) => "Dead".into(),
             })
             .collect()
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification,
+    WarmThroughput,
 };
 
 use crate::mapping::TableSpec;
@@ -29,12 +30,31 @@ pub enum TableError {
     NotActive { table: String, seconds: u64 },
 }
 
-/// Creates the table if asked and missing, then checks it against the spec.
-/// Returns true if it was created by this call.
+/// Pre-warming of a table created by `--create-table`: write (and read)
+/// units per second, for the table and each index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warm {
+    pub write: u64,
+    pub read: Option<u64>,
+}
+
+impl Warm {
+    fn throughput(self) -> WarmThroughput {
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        WarmThroughput::builder()
+            .write_units_per_second(to_i64(self.write))
+            .set_read_units_per_second(self.read.map(to_i64))
+            .build()
+    }
+}
+
+/// Creates the table if asked and missing (pre-warmed with `warm`), then
+/// checks it against the spec. Returns true if it was created by this call.
 pub async fn ensure(
     client: &aws_sdk_dynamodb::Client,
     spec: &TableSpec,
     create: bool,
+    warm: Option<Warm>,
 ) -> Result<bool, TableError> {
     let created = match describe(client, &spec.name).await? {
         Some(desc) => {
@@ -42,7 +62,7 @@ pub async fn ensure(
             false
         }
         None if create => {
-            create_table(client, spec).await?;
+            create_warm(client, spec, warm).await?;
             true
         }
         None => return Err(TableError::Missing(spec.name.clone())),
@@ -104,9 +124,30 @@ fn key_schema(pk: &str, sk: Option<&str>) -> Result<Vec<KeySchemaElement>, Strin
     Ok(out)
 }
 
+/// Creates the table pre-warmed; a backend that refuses the warm
+/// throughput (an emulator) gets the table without it, and a warning.
+async fn create_warm(
+    client: &aws_sdk_dynamodb::Client,
+    spec: &TableSpec,
+    warm: Option<Warm>,
+) -> Result<(), TableError> {
+    let Err(e) = create_table(client, spec, warm).await else {
+        return Ok(());
+    };
+    if warm.is_none() || describe(client, &spec.name).await?.is_some() {
+        return Err(e);
+    }
+    eprintln!(
+        "singletable: warning: {e}; creating {} without pre-warming",
+        spec.name
+    );
+    create_table(client, spec, None).await
+}
+
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     spec: &TableSpec,
+    warm: Option<Warm>,
 ) -> Result<(), TableError> {
     let name = &spec.name;
     if spec.billing_mode != "PAY_PER_REQUEST" {
@@ -143,10 +184,12 @@ async fn create_table(
                 key_schema(&ix.partition_key, ix.sort_key.as_deref()).map_err(|e| aws(name, e))?,
             ))
             .projection(projection)
+            .set_warm_throughput(warm.map(Warm::throughput))
             .build()
             .map_err(|e| aws(name, e.to_string()))?;
         req = req.global_secondary_indexes(gsi);
     }
+    req = req.set_warm_throughput(warm.map(Warm::throughput));
     req.send().await.map_err(|e| {
         aws(
             name,

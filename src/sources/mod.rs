@@ -451,6 +451,14 @@ pub fn images(records: &[SourceRecord]) -> Vec<Item> {
         .collect()
 }
 
+/// The kinds of source a plan reads, in words ("export+scan").
+pub fn source_words(plan: &[EntitySource]) -> String {
+    let mut kinds: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.join("+")
+}
+
 /// The number of phases: 1 (scans and full exports) plus the most
 /// incremental exports any table has.
 pub fn phases(plan: &[EntitySource]) -> usize {
@@ -516,6 +524,30 @@ pub struct Readers {
 }
 
 impl Readers {
+    /// Readers of a whole plan that keep no state and show no progress
+    /// (`verify`, `plan`).
+    pub fn plain(
+        client: &aws_sdk_dynamodb::Client,
+        store: &export::Store,
+        scan: &scan::ScanConfig,
+        read_concurrency: usize,
+        plan: &[EntitySource],
+    ) -> Readers {
+        // Nothing stops these reads early: the sender may go at once.
+        let (_, shutdown) = watch::channel(false);
+        Readers {
+            client: client.clone(),
+            store: store.clone(),
+            scan: scan.clone(),
+            permits: Arc::new(Semaphore::new(read_concurrency.max(1))),
+            shutdown,
+            on_records: Arc::new(|_, _| {}),
+            on_file: Arc::new(|_| {}),
+            units: Arc::new(units(plan, scan)),
+            tracker: None,
+        }
+    }
+
     fn cursor(&self, unit: usize) -> Option<Cursor> {
         self.tracker.as_ref().map(|t| Cursor {
             tracker: t.clone(),

@@ -24,7 +24,7 @@ pub mod sample;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::mpsc;
 
 pub use report::{AttributeDiff, Digest, EntityCheck, Mismatch, Parameters, VerifyReport};
 pub use sample::{seeded_hash, BottomK};
@@ -503,24 +503,8 @@ pub async fn verify(
         item_count: desc.item_count().unwrap_or(0),
         size_bytes: desc.table_size_bytes().unwrap_or(0),
     };
-    let (_stop, shutdown) = watch::channel(false);
-    let readers = Readers {
-        client: client.clone(),
-        store: store.clone(),
-        scan: opts.scan.clone(),
-        permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
-        shutdown,
-        on_records: Arc::new(|_, _| {}),
-        on_file: Arc::new(|_| {}),
-        units: Arc::new(sources::units(&plan, &opts.scan)),
-        tracker: None,
-    };
-    let source_kind = {
-        let mut k: Vec<&str> = plan.iter().map(EntitySource::describe).collect();
-        k.sort();
-        k.dedup();
-        k.join("+")
-    };
+    let readers = Readers::plain(client, store, &opts.scan, opts.read_concurrency, &plan);
+    let source_kind = sources::source_words(&plan);
     let ctx = Context {
         client,
         mapping,
