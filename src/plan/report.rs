@@ -366,6 +366,24 @@ fn hms(seconds: f64) -> String {
 }
 
 impl PlanReport {
+    /// Per entity and the total: name, read, would write, would delete,
+    /// filtered, would dead-letter, write units.
+    fn rows(&self) -> Vec<[String; 7]> {
+        let all = self.entities.iter().chain(std::iter::once(&self.totals));
+        all.map(|e| {
+            [
+                e.entity.clone(),
+                e.read.to_string(),
+                e.would_write.to_string(),
+                e.would_delete.to_string(),
+                e.filtered.to_string(),
+                e.would_dead_letter.to_string(),
+                e.write_units.to_string(),
+            ]
+        })
+        .collect()
+    }
+
     /// The forecast for the terminal.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -382,17 +400,11 @@ impl PlanReport {
             "{:<14} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10}",
             "entity", "read", "write", "delete", "filter", "dead", "WCU"
         );
-        for e in self.entities.iter().chain(std::iter::once(&self.totals)) {
+        for [name, n @ ..] in self.rows() {
             let _ = writeln!(
                 out,
-                "{:<14} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10}",
-                e.entity,
-                e.read,
-                e.would_write,
-                e.would_delete,
-                e.filtered,
-                e.would_dead_letter,
-                e.write_units
+                "{name:<14} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10}",
+                n[0], n[1], n[2], n[3], n[4], n[5]
             );
         }
         self.render_findings(&mut out);
@@ -486,18 +498,8 @@ impl PlanReport {
             out,
             "| entity | read | would write | would delete | filtered | would dead-letter | write units |\n|---|---|---|---|---|---|---|"
         );
-        for e in self.entities.iter().chain(std::iter::once(&self.totals)) {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                e.entity,
-                e.read,
-                e.would_write,
-                e.would_delete,
-                e.filtered,
-                e.would_dead_letter,
-                e.write_units
-            );
+        for row in self.rows() {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
         }
         let _ = writeln!(out, "\n## Hot partitions\n\n| on | value | write units | share | least time |\n|---|---|---|---|---|");
         for h in &self.hot_partitions {
