@@ -50,11 +50,23 @@ pub async fn run(command: Command) -> Result<i32> {
             Ok(EXIT_OK)
         }
         Command::Demo(a) => demo(&a).await,
+        Command::Mapping(crate::cli::MappingCommand::Show) => {
+            out(crate::mapping::SHIPPED);
+            Ok(EXIT_OK)
+        }
     }
 }
 
+/// The mapping named, or the built-in one.
+fn mapping_or_shipped(path: Option<&Path>) -> Result<Mapping> {
+    Ok(match path {
+        Some(p) => Mapping::load(p)?,
+        None => Mapping::shipped(),
+    })
+}
+
 fn load_mapping(args: &MappingArgs) -> Result<Mapping> {
-    let mut m = Mapping::load(&args.mapping)?;
+    let mut m = mapping_or_shipped(args.mapping.as_deref())?;
     if let Some(t) = args.target_table.as_deref().filter(|t| !t.is_empty()) {
         m.set_target_name(t)?;
     }
@@ -133,7 +145,7 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
         sources: SourceOptions::default(),
         scan: scan_config(&ScanArgs::default()),
         read_concurrency: 16,
-        max_in_flight: w.max_in_flight,
+        max_in_flight: w.max_in_flight as usize,
         stall_timeout: ScanArgs::default().stall_timeout,
         items_per_second: w.write_rate.and_then(NonZeroU32::new),
         write_units_per_second: w.write_units.and_then(NonZeroU32::new),
@@ -149,6 +161,7 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
             every: Duration::from_secs(2),
             target: String::new(),
         },
+        progress_every: w.progress_interval,
         warm: w.warm_write_units.map(|write| crate::sinks::table::Warm {
             write,
             read: w.warm_read_units,
@@ -160,7 +173,7 @@ fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions>
     let mut o = write_options(&a.write, &a.aws, a.dead_letter.clone());
     o.sources = source_options(&a.sources)?;
     o.scan = scan_config(&a.scan);
-    o.read_concurrency = a.scan.read_concurrency;
+    o.read_concurrency = a.scan.read_concurrency as usize;
     o.stall_timeout = a.scan.stall_timeout;
     o.skip_data_check = a.skip_data_check;
     o.state = StateOptions {
@@ -248,7 +261,7 @@ fn finish_run(
         write_json(path, &report_data)
             .with_context(|| format!("writing the run report {}", path.display()))?;
     }
-    eprint!("{}", report_data.render());
+    out(&report_data.render());
     if let Some(path) = report {
         eprintln!("run report: {}", path.display());
     }
@@ -264,11 +277,11 @@ async fn plan(a: &PlanArgs) -> Result<i32> {
     let opts = crate::plan::PlanOptions {
         sources: source_options(&a.sources)?,
         scan: scan_config(&a.scan),
-        read_concurrency: a.scan.read_concurrency,
+        read_concurrency: a.scan.read_concurrency as usize,
         dead_letter: a.dead_letter.clone(),
         write_units: a.write_units,
-        top: a.top,
-        max_listed: a.max_listed,
+        top: a.top as usize,
+        max_listed: a.max_listed as usize,
         prices: crate::plan::report::Prices {
             on_demand_write_per_million: a.price_write_million,
             on_demand_read_per_million: a.price_read_million,
@@ -284,8 +297,26 @@ async fn plan(a: &PlanArgs) -> Result<i32> {
     if let Some(path) = &a.report {
         write_both(path, "the plan", &report, report.render_markdown())?;
     }
-    print!("{}", report.render());
+    out(&report.render());
     Ok(EXIT_OK)
+}
+
+/// Writes data to stdout. A reader that went away (a closed pipe, as
+/// `| head` closes it) ends the program quietly with exit 0, never a panic.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(EXIT_OK),
+        Err(e) => {
+            eprintln!("singletable: cannot write to stdout: {e}");
+            std::process::exit(EXIT_FAILED);
+        }
+    }
 }
 
 /// Writes a report as JSON at `path` and as Markdown beside it (the same
@@ -308,12 +339,9 @@ fn status(a: &StatusArgs) -> Result<i32> {
     if a.json {
         let mut v = serde_json::to_value(&state)?;
         v["running_now"] = live.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     } else {
-        print!(
-            "{}",
-            crate::checkpoint::render_status(&a.state, &state, live)
-        );
+        out(&crate::checkpoint::render_status(&a.state, &state, live));
     }
     Ok(EXIT_OK)
 }
@@ -336,18 +364,15 @@ async fn preview(a: &PreviewArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
     let sources = source_options(&a.sources)?;
     let (client, s3) = clients(&a.aws, None).await;
-    print!(
-        "{}",
-        pipeline::preview(
-            &client,
-            &store(s3, &a.sources),
-            &mapping,
-            &sources,
-            a.limit,
-            a.skip_data_check
-        )
-        .await?
-    );
+    out(&pipeline::preview(
+        &client,
+        &store(s3, &a.sources),
+        &mapping,
+        &sources,
+        a.limit as usize,
+        a.skip_data_check,
+    )
+    .await?);
     Ok(EXIT_OK)
 }
 
@@ -358,14 +383,14 @@ fn verify_options(a: &VerifyArgs) -> Result<VerifyOptions> {
         }
     }
     Ok(VerifyOptions {
-        sample: a.sample,
+        sample: a.sample as usize,
         sample_rate: a.sample_rate,
         full: a.full,
         seed: a.seed,
         sources: source_options(&a.sources)?,
         scan: scan_config(&a.scan),
-        read_concurrency: a.scan.read_concurrency,
-        max_listed: a.max_listed,
+        read_concurrency: a.scan.read_concurrency as usize,
+        max_listed: a.max_listed as usize,
         collect_limit: a.collect_limit.max(1),
     })
 }
@@ -395,7 +420,7 @@ async fn run_verify(
     if let Some(path) = report {
         write_both(path, "the verification report", &r, r.render_markdown())?;
     }
-    print!("{}", r.render());
+    out(&r.render());
     Ok(if r.matches() { EXIT_OK } else { EXIT_DIFFERS })
 }
 
@@ -410,7 +435,7 @@ async fn demo_data(
         anyhow::bail!("--dirty-rate must be between 0 and 1, not {}", a.dirty_rate);
     }
     let opts = crate::demo::DemoOptions {
-        scale: a.scale,
+        scale: a.scale as usize,
         seed: a.seed,
         dirty_rate: a.dirty_rate,
     };
@@ -449,7 +474,7 @@ async fn demo_data(
                 from_time: None,
             };
             let location = crate::export::write::write(&dest, &spec, &records).await?;
-            println!("{table}={location}");
+            out(&format!("{table}={location}\n"));
             if args.incremental {
                 let records: Vec<Record> = changes
                     .iter()
@@ -473,7 +498,7 @@ async fn demo_data(
                     from_time: Some("2024-01-15T00:00:00Z"),
                 };
                 let location = crate::export::write::write(&dest, &spec, &records).await?;
-                println!("{table}={location}");
+                out(&format!("{table}={location}\n"));
             }
         }
         if args.incremental {
@@ -502,7 +527,7 @@ async fn demo_data(
 }
 
 async fn demo(a: &DemoArgs) -> Result<i32> {
-    let mapping = Mapping::load(&a.mapping)?;
+    let mapping = mapping_or_shipped(a.mapping.as_deref())?;
     let port = a.port.unwrap_or(if a.serve { 8000 } else { 0 });
     let server = crate::embedded::Embedded::start(port).await?;
     eprintln!("embedded DynamoDB (dynoxide) at {}", server.endpoint);
@@ -542,7 +567,7 @@ async fn demo_plan(
     store: &Store,
     mapping: &Mapping,
     scan: &ScanConfig,
-    out: &Path,
+    dir: &Path,
 ) -> Result<()> {
     let opts = crate::plan::PlanOptions {
         sources: SourceOptions::default(),
@@ -558,12 +583,12 @@ async fn demo_plan(
     };
     let report = crate::plan::plan(client, store, mapping, &opts).await?;
     write_both(
-        &out.join("plan.json"),
+        &dir.join("plan.json"),
         "the plan",
         &report,
         report.render_markdown(),
     )?;
-    print!("{}", report.render());
+    out(&report.render());
     Ok(())
 }
 
@@ -578,10 +603,7 @@ async fn demo_steps(
 
     eprintln!("\n== 2. preview (writes nothing)");
     let scan_only = SourceOptions::default();
-    print!(
-        "{}",
-        pipeline::preview(client, &store, mapping, &scan_only, 2, false).await?
-    );
+    out(&pipeline::preview(client, &store, mapping, &scan_only, 2, false).await?);
 
     let scan = ScanConfig {
         segments: None,
@@ -619,6 +641,7 @@ async fn demo_steps(
             target: format!("{} (demo)", mapping.table.name),
         },
         warm: None,
+        progress_every: Duration::from_secs(30),
     };
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"

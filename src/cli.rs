@@ -56,6 +56,9 @@ pub enum Command {
     DemoData(DemoDataArgs),
     /// Run the whole job on an embedded DynamoDB: demo data, preview, plan, migrate, verify.
     Demo(DemoArgs),
+    /// The built-in mapping.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
 }
 
 /// Where AWS is and who we are there. Credentials come from the standard
@@ -73,7 +76,7 @@ pub struct AwsArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Seconds one attempt of one request may take before it is retried.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout: u64,
     /// No progress bars.
     #[arg(long, short)]
@@ -83,9 +86,10 @@ pub struct AwsArgs {
 /// The mapping and the target.
 #[derive(Debug, Clone, Args)]
 pub struct MappingArgs {
-    /// The mapping: a .toml file, or a folder of them.
+    /// The mapping: a .toml file, or a folder of them (default: the shipped
+    /// ai-girlfriend mapping, built in; `singletable mapping show` prints it).
     #[arg(long, value_name = "PATH")]
-    pub mapping: PathBuf,
+    pub mapping: Option<PathBuf>,
     /// The target table, instead of the one the mapping names.
     #[arg(long, env = "DYNAMODB_TABLE_NAME", value_name = "NAME")]
     pub target_table: Option<String>,
@@ -135,13 +139,13 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub segments: Option<u32>,
     /// Scan segments and export files read at once, across all tables.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub read_concurrency: usize,
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub read_concurrency: u32,
     /// Strongly consistent reads (twice the read cost).
     #[arg(long)]
     pub consistent_read: bool,
     /// Read units per second per table (default: unlimited).
-    #[arg(long, value_name = "RCU")]
+    #[arg(long, value_name = "RCU", value_parser = clap::value_parser!(u32).range(1..))]
     pub read_rate: Option<u32>,
     /// Items per Scan page. Small pages keep memory low (a full 1 MB page of
     /// small items takes several MB in memory) and cost no extra read units.
@@ -202,26 +206,26 @@ pub struct WriteArgs {
     /// With --create-table: pre-warm the new table and each index for this
     /// many write units per second (WarmThroughput, billed once; `plan`
     /// suggests a value). A new on-demand table starts at 4,000.
-    #[arg(long, value_name = "WCU", requires = "create_table")]
+    #[arg(long, value_name = "WCU", requires = "create_table", value_parser = clap::value_parser!(u64).range(1..))]
     pub warm_write_units: Option<u64>,
     /// With --warm-write-units: also pre-warm reads (units per second).
-    #[arg(long, value_name = "RCU", requires = "warm_write_units")]
+    #[arg(long, value_name = "RCU", requires = "warm_write_units", value_parser = clap::value_parser!(u64).range(1..))]
     pub warm_read_units: Option<u64>,
     /// Write the run report (JSON) here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Items written per second at most: a ceiling for the adaptive rate
     /// (default: none).
-    #[arg(long, value_name = "ITEMS")]
+    #[arg(long, value_name = "ITEMS", value_parser = clap::value_parser!(u32).range(1..))]
     pub write_rate: Option<u32>,
     /// Write units per second at most, counting each index an item lands in:
     /// a ceiling for the adaptive rate, which halves on every throttle and
     /// climbs back while writes succeed (default: no ceiling).
-    #[arg(long, value_name = "WCU")]
+    #[arg(long, value_name = "WCU", value_parser = clap::value_parser!(u32).range(1..))]
     pub write_units: Option<u32>,
     /// BatchWriteItem calls in flight at most (fewer while throttled).
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub max_in_flight: usize,
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_in_flight: u32,
     /// Dead letters the run may have and still exit 0: a count (10) or a
     /// share of the items read (0.5%). More gives exit 3.
     #[arg(long, value_name = "N|N%", default_value = "0")]
@@ -229,6 +233,10 @@ pub struct WriteArgs {
     /// How often the achieved write rate is sampled for the report.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
     pub rate_sample_interval: Duration,
+    /// Without a terminal (nohup, cron, Kubernetes, CI): print a progress
+    /// line to stderr this often (not with --quiet). E.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -297,11 +305,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "WCU", default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..))]
     pub write_units: u64,
     /// Hot partition-key values listed per table and index.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub top: usize,
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
     /// Collisions listed in full (all are counted).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub max_listed: usize,
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_listed: u32,
     /// Folder for the temporary files that keep memory flat (collisions,
     /// partition-key sums); removed at the end (default: the system's temp folder).
     #[arg(long, value_name = "DIR")]
@@ -322,6 +330,12 @@ pub struct PlanArgs {
     /// Price of a full export per GB of table.
     #[arg(long, value_name = "USD", default_value_t = 0.10)]
     pub price_export_gb: f64,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MappingCommand {
+    /// Print the shipped mapping (built into the binary): a start for your own.
+    Show,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -365,8 +379,8 @@ pub struct PreviewArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
     /// Items shown per legacy table.
-    #[arg(long, short = 'n', value_name = "N", default_value_t = 3)]
-    pub limit: usize,
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
     /// Do not check the mapping against the first items of each source.
     #[arg(long)]
     pub skip_data_check: bool,
@@ -384,8 +398,8 @@ pub struct VerifyArgs {
     pub aws: AwsArgs,
     /// Records compared attribute by attribute per entity (the same ones
     /// for the same --seed, whatever order the tables are read in).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub sample: usize,
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
     /// Compare this share of each entity's records instead (0 to 1),
     /// checked as the source streams by, in flat memory.
     #[arg(long, value_name = "R", conflicts_with = "full")]
@@ -405,15 +419,15 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = crate::verify::full::COLLECT_LIMIT, hide = true)]
     pub collect_limit: u64,
     /// Mismatches listed in full.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub max_listed: usize,
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_listed: u32,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// About this many items in all, over the seven tables.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub scale: usize,
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scale: u32,
     /// Seed: the same seed and scale give the same data.
     #[arg(long, value_name = "N", default_value_t = 42)]
     pub seed: u64,
@@ -461,13 +475,9 @@ pub struct DemoDataArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// The mapping to migrate with.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "mappings/ai-girlfriend.toml"
-    )]
-    pub mapping: PathBuf,
+    /// The mapping to migrate with (default: the shipped one, built in).
+    #[arg(long, value_name = "PATH")]
+    pub mapping: Option<PathBuf>,
     /// Folder for the reports and the dead-letter file.
     #[arg(long, value_name = "DIR", default_value = "singletable-demo")]
     pub out: PathBuf,

@@ -19,8 +19,8 @@ pub struct Embedded {
 /// Why the embedded server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
-    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
-    Bind { port: u16, source: std::io::Error },
+    #[error("cannot listen on 127.0.0.1:{port}: {cause}")]
+    Bind { port: u16, cause: std::io::Error },
     #[error("cannot open the in-memory database: {0}")]
     Database(String),
 }
@@ -30,10 +30,10 @@ impl Embedded {
     pub async fn start(port: u16) -> Result<Embedded, EmbeddedError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .map_err(|source| EmbeddedError::Bind { port, source })?;
+            .map_err(|cause| EmbeddedError::Bind { port, cause })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| EmbeddedError::Bind { port, source })?;
+            .map_err(|cause| EmbeddedError::Bind { port, cause })?;
         let db =
             dynoxide::Database::memory().map_err(|e| EmbeddedError::Database(e.to_string()))?;
         let (tx, rx) = oneshot::channel::<()>();

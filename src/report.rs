@@ -167,6 +167,23 @@ impl RunStats {
         c.repeated_keys = get(&e.repeated_keys);
     }
 
+    /// Records of entity `i` whose fate is settled: written, overwritten,
+    /// deleted, filtered, dead-lettered or recorded as not written.
+    pub fn settled(&self, i: usize) -> u64 {
+        let c = self.entity(i);
+        [
+            &c.written,
+            &c.overwritten,
+            &c.deleted,
+            &c.filtered,
+            &c.dead_lettered,
+            &c.not_written,
+        ]
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .sum()
+    }
+
     /// Records what the sink's rate controller did.
     pub fn set_rate(&self, summary: RateSummary) {
         *self.rate.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);

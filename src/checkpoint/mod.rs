@@ -80,26 +80,6 @@ impl Fingerprint {
     }
 }
 
-/// The MD5 of a mapping file, or of a folder's .toml files in name order.
-pub fn mapping_md5(path: &Path) -> std::io::Result<String> {
-    use md5::Digest;
-    let mut hash = md5::Md5::new();
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        for f in files {
-            hash.update(f.file_name().unwrap_or_default().as_encoded_bytes());
-            hash.update(std::fs::read(&f)?);
-        }
-    } else {
-        hash.update(std::fs::read(path)?);
-    }
-    Ok(format!("{:x}", hash.finalize()))
-}
-
 /// One entity in the state, for `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntityState {
@@ -151,10 +131,10 @@ pub struct State {
 /// Why a state could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state file {path}: {source}")]
+    #[error("state file {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("state file {path} cannot be read: {message}; pass --fresh to start over (it is replaced), or --state with another path")]
     Unreadable { path: PathBuf, message: String },
@@ -184,9 +164,9 @@ pub enum StateError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
+    move |cause| StateError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

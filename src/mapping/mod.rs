@@ -12,6 +12,8 @@ pub mod template;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use md5::Digest as _;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -20,10 +22,10 @@ pub use template::Template;
 /// Why a mapping could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     At {
@@ -43,7 +45,15 @@ pub struct Mapping {
     pub entities: Vec<Entity>,
     /// The file or folder it was loaded from.
     pub origin: PathBuf,
+    /// MD5 of its text (of a folder: each file's name and text, in name
+    /// order), as loaded: what a resumed run compares.
+    pub text_md5: String,
 }
+
+/// The shipped mapping's text, built into the binary.
+pub const SHIPPED: &str = include_str!("../../mappings/ai-girlfriend.toml");
+/// What the built-in mapping is called in messages and reports.
+pub const SHIPPED_NAME: &str = "mappings/ai-girlfriend.toml (built in)";
 
 /// The target table's design.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,9 +221,9 @@ impl Mapping {
     /// Loads a mapping from a `.toml` file or a folder of them.
     pub fn load(path: &Path) -> Result<Mapping, MappingError> {
         let files: Vec<PathBuf> = if path.is_dir() {
-            let rd = std::fs::read_dir(path).map_err(|source| MappingError::Io {
+            let rd = std::fs::read_dir(path).map_err(|cause| MappingError::Io {
                 path: path.into(),
-                source,
+                cause,
             })?;
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -232,11 +242,17 @@ impl Mapping {
         };
         let mut table: Option<(PathBuf, TableSpec)> = None;
         let mut entities: Vec<Entity> = Vec::new();
+        let mut hash = md5::Md5::new();
+        let folder = files.len() > 1 || path.is_dir();
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| MappingError::Io {
+            let text = std::fs::read_to_string(&file).map_err(|cause| MappingError::Io {
                 path: file.clone(),
-                source,
+                cause,
             })?;
+            if folder {
+                hash.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+            }
+            hash.update(text.as_bytes());
             let (t, e) = compile_file(&file, &text)?;
             if let Some(t) = t {
                 if let Some((first, _)) = &table {
@@ -257,8 +273,16 @@ impl Mapping {
             table,
             entities,
             origin: path.to_path_buf(),
+            text_md5: format!("{:x}", hash.finalize()),
         };
         mapping.finish()
+    }
+
+    /// The shipped mapping, built into the binary.
+    pub fn shipped() -> Mapping {
+        // Checked by a unit test: the shipped text always compiles.
+        Mapping::from_str(Path::new(SHIPPED_NAME), SHIPPED)
+            .unwrap_or_else(|e| unreachable!("the built-in mapping does not load: {e}"))
     }
 
     /// Parses a mapping from text, as if read from `path` (tests, `--help` examples).
@@ -272,6 +296,7 @@ impl Mapping {
             table,
             entities,
             origin: path.to_path_buf(),
+            text_md5: format!("{:x}", md5::Md5::digest(text.as_bytes())),
         };
         mapping.finish()
     }

@@ -32,6 +32,7 @@ pub use state::StateOptions;
 use crate::checkpoint::{State, StateLock, Status, Tracker};
 use crate::item::{item_to_json, key_display, Item};
 use crate::mapping::{data_check, Entity, Mapping};
+use crate::progress::{Mode as ProgressMode, Progress};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
 use crate::sinks::batcher::Op;
 use crate::sinks::dead_letter;
@@ -71,6 +72,8 @@ pub struct MigrateOptions {
     pub quiet: bool,
     /// The state file, and whether to resume from it.
     pub state: StateOptions,
+    /// Without a terminal: a progress line this often.
+    pub progress_every: Duration,
     /// Pre-warm a table `create_table` creates.
     pub warm: Option<table::Warm>,
 }
@@ -166,10 +169,17 @@ pub async fn migrate(
     stats.preload(&begun.counters);
     let tracker = Tracker::new(begun.units.clone(), begun.counters.clone());
     let first_phase_open = begun.units.iter().any(|u| u.phase == 0 && !u.done);
+    let tables: Vec<(String, u64, usize)> = mapping
+        .entities
+        .iter()
+        .zip(&plan)
+        .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
+        .collect();
     let spec = StageSpec {
         append: begun.resumed,
         full_phase: first_phase_open,
         expected: plan.iter().map(EntitySource::expected).sum(),
+        progress: progress(&tables, opts, &stats),
     };
     let stages = Stages::start(client, mapping, opts, &stats, spec).await?;
     let saver = Arc::new(state::Saver::new(
@@ -182,11 +192,10 @@ pub async fn migrate(
     // The state exists from the start: a kill at any point leaves one.
     saver.save_running()?;
     let saving = saver.clone().spawn(opts.state.every);
-    let (readers, progress) = readers(client, store, mapping, &plan, opts, &stats, &stages);
     let readers = Readers {
         units: Arc::new(begun.units),
         tracker: Some(tracker.clone()),
-        ..readers
+        ..readers(client, store, opts, &stats, &stages)
     };
     let phases = Phases {
         plan: &plan,
@@ -197,7 +206,6 @@ pub async fn migrate(
         clock,
     };
     let (failure, warnings) = phases.read(source_warnings).await;
-    progress.finish();
     drop(readers);
     let (mut failure, interrupted) = stages.join(failure).await;
     saving.abort();
@@ -258,6 +266,8 @@ struct StageSpec {
     full_phase: bool,
     /// Records expected, to size the collision filter.
     expected: u64,
+    /// What the run shows while it goes (signals note through it).
+    progress: Arc<Progress>,
 }
 
 /// The stages of a run after its sources (the transform, the sink and the
@@ -272,6 +282,7 @@ struct Stages {
     shutdown_tx: watch::Sender<bool>,
     shutdown_rx: watch::Receiver<bool>,
     interrupted: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 impl Stages {
@@ -301,7 +312,11 @@ impl Stages {
         .await?;
         table::ensure(client, &mapping.table, opts.create_table, opts.warm).await?;
         let interrupted = Arc::new(AtomicBool::new(false));
-        let signals = spawn_signals(shutdown_tx.clone(), interrupted.clone());
+        let signals = spawn_signals(
+            shutdown_tx.clone(),
+            interrupted.clone(),
+            spec.progress.clone(),
+        );
         let (sink_tx, sink_rx) = mpsc::channel::<SinkMsg>(SINK_QUEUE);
         let sink_io = SinkIo {
             rx: sink_rx,
@@ -334,6 +349,7 @@ impl Stages {
             shutdown_tx,
             shutdown_rx,
             interrupted,
+            progress: spec.progress,
         })
     }
 
@@ -346,6 +362,7 @@ impl Stages {
         let sunk = self.sink.await;
         let dead = self.dead_task.await;
         self.signals.abort();
+        self.progress.finish();
         let failure = first_failure(reading, transformed, sunk, dead);
         (failure, self.interrupted.load(Ordering::SeqCst))
     }
@@ -399,25 +416,13 @@ fn writer_config(mapping: &Mapping, opts: &MigrateOptions) -> writer::WriterConf
 fn readers(
     client: &aws_sdk_dynamodb::Client,
     store: &Store,
-    mapping: &Mapping,
-    plan: &[EntitySource],
     opts: &MigrateOptions,
     stats: &Arc<RunStats>,
     stages: &Stages,
-) -> (Readers, Arc<crate::progress::Progress>) {
-    let tables: Vec<(String, u64, usize)> = mapping
-        .entities
-        .iter()
-        .zip(plan)
-        .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
-        .collect();
-    let progress = Arc::new(crate::progress::Progress::new(opts.quiet, &tables));
-    for e in 0..tables.len() {
-        // A resumed run's bars start where the last one stopped.
-        progress.inc(e, stats.entity(e).produced.load(Ordering::Relaxed));
-    }
-    let (p, pf, produced) = (progress.clone(), progress.clone(), stats.clone());
-    let readers = Readers {
+) -> Readers {
+    let progress = stages.progress.clone();
+    let (p, pf, produced) = (progress.clone(), progress, stats.clone());
+    Readers {
         client: client.clone(),
         store: store.clone(),
         scan: opts.scan.clone(),
@@ -431,8 +436,23 @@ fn readers(
         on_file: Arc::new(move |e| pf.file_done(e)),
         units: Arc::new(Vec::new()),
         tracker: None,
-    };
-    (readers, progress)
+    }
+}
+
+/// The progress of a run over `tables` (name, expected records, export
+/// files), started; a resumed run's counts start where the last one stopped.
+fn progress(
+    tables: &[(String, u64, usize)],
+    opts: &MigrateOptions,
+    stats: &Arc<RunStats>,
+) -> Arc<Progress> {
+    let mode = ProgressMode::detect(opts.quiet, opts.progress_every);
+    let progress = Arc::new(Progress::new(mode, tables, stats.clone()));
+    for e in 0..tables.len() {
+        progress.inc(e, stats.entity(e).produced.load(Ordering::Relaxed));
+    }
+    progress.start();
+    progress
 }
 
 /// The reading of a run, phase by phase.
@@ -538,14 +558,16 @@ fn finish_report(
 fn spawn_signals(
     shutdown: watch::Sender<bool>,
     interrupted: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(name) = next_signal().await else {
             return;
         };
-        eprintln!(
-            "singletable: interrupted ({name}); finishing the writes in flight (a second signal aborts)"
-        );
+        progress.note(&format!(
+            "singletable: interrupted ({name}); finishing the writes in flight, for at most {} s without progress (a second signal aborts)",
+            writer::DRAIN_STALL.as_secs()
+        ));
         interrupted.store(true, Ordering::SeqCst);
         let _ = shutdown.send(true);
         if next_signal().await.is_some() {

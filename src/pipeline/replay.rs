@@ -26,10 +26,10 @@ const BATCH: usize = 256;
 /// Why a dead-letter file cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Line {
@@ -47,9 +47,9 @@ type Replayed = (usize, SourceRecord);
 /// Reads and checks every line of `path`. Returns the records and
 /// warnings (a last line cut short by a kill is skipped).
 pub fn read(path: &Path, mapping: &Mapping) -> Result<(Vec<Replayed>, Vec<String>), ReplayError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| ReplayError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut out = Vec::new();
     let mut warnings = Vec::new();
@@ -147,10 +147,21 @@ pub async fn replay(
     }
     let (records, warnings) = read(input, mapping)?;
     let stats = Arc::new(RunStats::new(mapping.entities.len()));
+    let mut tables: Vec<(String, u64, usize)> = mapping
+        .entities
+        .iter()
+        .map(|e| (e.source_table.clone(), 0, 0))
+        .collect();
+    for (e, _) in &records {
+        if let Some(t) = tables.get_mut(*e) {
+            t.1 += 1;
+        }
+    }
     let spec = StageSpec {
         append: false,
         full_phase: false,
         expected: records.len() as u64,
+        progress: super::progress(&tables, opts, &stats),
     };
     let stages = Stages::start(client, mapping, opts, &stats, spec).await?;
     let fed = feed(records, &stages, &stats).await;
@@ -188,6 +199,7 @@ async fn feed(
             }
             let chunk: Vec<SourceRecord> = records.by_ref().take(BATCH).collect();
             RunStats::add(&stats.entity(entity).produced, chunk.len() as u64);
+            stages.progress.inc(entity, chunk.len() as u64);
             let batch = SourceBatch {
                 entity,
                 records: chunk,

@@ -48,10 +48,7 @@ pub fn fingerprint(
     target: &str,
 ) -> Result<Fingerprint, StateError> {
     let origin = &mapping.origin;
-    let md5 = checkpoint::mapping_md5(origin).map_err(|source| StateError::Io {
-        path: origin.clone(),
-        source,
-    })?;
+    let md5 = mapping.text_md5.clone();
     let sources = mapping
         .entities
         .iter()

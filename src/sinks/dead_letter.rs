@@ -76,10 +76,10 @@ pub struct DeadLetter {
 
 /// Why the dead-letter file could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("dead-letter file {path}: {source}; the run stopped rather than lose the record of what was not migrated")]
+#[error("dead-letter file {path}: {cause}; the run stopped rather than lose the record of what was not migrated")]
 pub struct DeadLetterError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 /// A record written but not yet on disk, counted once it is.
@@ -110,9 +110,9 @@ pub async fn spawn(
     stats: Arc<RunStats>,
     stop: watch::Sender<bool>,
 ) -> Result<DeadLetters, DeadLetterError> {
-    let failed = |source| DeadLetterError {
+    let failed = |cause| DeadLetterError {
         path: path.clone(),
-        source,
+        cause,
     };
     let file = open(&path, append).await.map_err(failed)?;
     let len = file.metadata().await.map_err(failed)?.len();
@@ -126,9 +126,9 @@ pub async fn spawn(
             synced,
         };
         let result = own_file(out, rx, &source_tables, &stats).await;
-        result.map_err(|source| {
+        result.map_err(|cause| {
             let _ = stop.send(true);
-            DeadLetterError { path, source }
+            DeadLetterError { path, cause }
         })
     });
     Ok(DeadLetters {
