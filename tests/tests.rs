@@ -7,6 +7,7 @@ mod exports;
 mod faults;
 mod plan;
 mod resume;
+mod usability;
 mod verifier;
 
 use std::collections::BTreeSet;

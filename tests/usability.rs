@@ -1,0 +1,125 @@
+//! What a new user meets: the demo from any folder, the built-in mapping,
+//! flags that refuse 0, a closed pipe, progress without a terminal, and
+//! errors said once.
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+
+use crate::common::*;
+
+fn bare(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_demo_runs_from_an_empty_folder_with_the_built_in_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bare(dir.path(), &args("demo --quiet --scale 400"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(dir
+        .path()
+        .join("singletable-demo/verify-report.json")
+        .exists());
+    let shown = bare(dir.path(), &["mapping", "show"]);
+    assert_eq!(shown.status.code(), Some(0));
+    let shipped = std::fs::read_to_string(mapping_path()).unwrap();
+    assert_eq!(String::from_utf8(shown.stdout).unwrap(), shipped);
+}
+
+#[test]
+fn zero_is_refused_for_every_rate_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in [
+        "migrate --write-rate 0",
+        "migrate --write-units 0",
+        "migrate --read-rate 0",
+        "migrate --max-in-flight 0",
+        "migrate --read-concurrency 0",
+        "migrate --request-timeout 0",
+        "migrate --create-table --warm-write-units 0",
+        "preview -n 0",
+        "verify --sample 0",
+        "plan --top 0",
+        "demo-data --scale 0",
+    ] {
+        let o = bare(dir.path(), &args(flag));
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("invalid value '0'") && err.contains("1.."),
+            "{flag}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bare(dir.path(), &args("preview --mapping missing.toml"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_quietly_and_a_run_without_a_terminal_says_where_it_is() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 3000, 41, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    // `preview | head -1`: the reader goes after one line of a long output.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args(args("preview -n 200 --region us-east-1 --endpoint-url"))
+        .arg(&db.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // No terminal: a progress line every interval, on stderr; none quiet.
+    let endpoint = ["--region", "us-east-1", "--endpoint-url", &db.endpoint];
+    let run = args("migrate --create-table --write-rate 1500 --progress-interval 300ms");
+    let o = bare(dir.path(), &[&run[..], &endpoint].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("singletable: progress: "))
+        .collect();
+    assert!(lines.len() >= 3, "{err}");
+    assert!(
+        lines[0].contains("records settled") && lines[0].contains(" read, "),
+        "{err}"
+    );
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains("reconciled"),
+        "the summary is data, on stdout: {summary}"
+    );
+    let quiet = args("migrate --quiet --fresh --progress-interval 100ms");
+    let o = bare(dir.path(), &[&quiet[..], &endpoint].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains("singletable: progress:"), "{}", text(&o));
+}
