@@ -46,10 +46,18 @@ pub async fn run(command: Command) -> Result<i32> {
                 Some(dest) => Some((crate::export::write::Dest::parse(dest, Some(s3))?, &a)),
                 None => None,
             };
-            demo_data(&client, &a.data, export).await?;
+            demo_data(&client, &a.data, export, a.replace).await?;
             Ok(EXIT_OK)
         }
         Command::Demo(a) => demo(&a).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            let mut cmd = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "singletable", &mut script);
+            out(&String::from_utf8_lossy(&script));
+            Ok(EXIT_OK)
+        }
         Command::Mapping(crate::cli::MappingCommand::Show) => {
             out(crate::mapping::SHIPPED);
             Ok(EXIT_OK)
@@ -426,10 +434,28 @@ async fn run_verify(
 
 /// Makes the demo data; returns how many of its rows the shipped mapping
 /// dead-letters.
+/// Legacy tables that already hold items are refused, or with `replace`
+/// deleted first: two datasets are never mixed.
+async fn prepare_tables(client: &aws_sdk_dynamodb::Client, replace: bool) -> Result<()> {
+    let holding = crate::demo::tables_with_items(client).await?;
+    if holding.is_empty() {
+        return Ok(());
+    }
+    if !replace {
+        anyhow::bail!(
+            "the legacy tables {} already hold items; pass --replace to delete and recreate them (their items are lost), or use another endpoint",
+            holding.join(", ")
+        );
+    }
+    eprintln!("--replace: deleting {}", holding.join(", "));
+    Ok(crate::demo::drop_legacy_tables(client).await?)
+}
+
 async fn demo_data(
     client: &aws_sdk_dynamodb::Client,
     a: &DataArgs,
     export: Option<(crate::export::write::Dest, &DemoDataArgs)>,
+    replace: bool,
 ) -> Result<u64> {
     if !(0.0..=1.0).contains(&a.dirty_rate) {
         anyhow::bail!("--dirty-rate must be between 0 and 1, not {}", a.dirty_rate);
@@ -442,6 +468,7 @@ async fn demo_data(
     let (items, summary) = crate::demo::generate(&opts);
     let mut tables_hold = items.clone();
     let load_tables = export.as_ref().is_none_or(|(_, args)| !args.exports_only);
+    let incremental = export.as_ref().is_some_and(|(_, args)| args.incremental);
     if let Some((dest, args)) = export {
         if !(0.0..=0.3).contains(&args.change_rate) {
             anyhow::bail!(
@@ -502,16 +529,17 @@ async fn demo_data(
             }
         }
         if args.incremental {
-            eprintln!(
-                "incremental exports: {} changes; the tables hold the data with them applied",
-                changes.len()
-            );
+            eprintln!("incremental exports: {} changes", changes.len());
             tables_hold = updated;
         }
     }
     if load_tables {
+        prepare_tables(client, replace).await?;
         crate::demo::create_legacy_tables(client).await?;
         crate::demo::load(client, &tables_hold).await?;
+        if incremental {
+            eprintln!("the tables hold the data with the incremental changes applied");
+        }
     }
     eprintln!(
         "demo data (seed {}, scale {}, dirty rate {}):",
@@ -599,7 +627,8 @@ async fn demo_steps(
 ) -> Result<i32> {
     let store = Store::new(None);
     eprintln!("\n== 1. demo data: the seven legacy tables");
-    let unwritable = demo_data(client, &a.data, None).await?;
+    // The embedded engine is new: there is nothing to replace.
+    let unwritable = demo_data(client, &a.data, None, false).await?;
 
     eprintln!("\n== 2. preview (writes nothing)");
     let scan_only = SourceOptions::default();

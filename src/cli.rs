@@ -59,6 +59,12 @@ pub enum Command {
     /// The built-in mapping.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Print a shell completion script: `singletable completions bash >
+    /// /etc/bash_completion.d/singletable` (zsh, fish, elvish, powershell too).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where AWS is and who we are there. Credentials come from the standard
@@ -464,6 +470,10 @@ pub struct DemoDataArgs {
     /// Write the exports only: create and load no tables.
     #[arg(long, requires = "export_to")]
     pub exports_only: bool,
+    /// Delete and recreate legacy tables that already hold items (without
+    /// it, such tables are refused rather than mixed with a second dataset).
+    #[arg(long)]
+    pub replace: bool,
     /// Share of each table's items changed by --incremental, per kind of change.
     #[arg(long, value_name = "R", default_value_t = 0.05)]
     pub change_rate: f64,

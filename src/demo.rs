@@ -527,6 +527,54 @@ pub struct DemoError {
     pub message: String,
 }
 
+/// The legacy tables that exist and hold at least one item.
+pub async fn tables_with_items(
+    client: &aws_sdk_dynamodb::Client,
+) -> Result<Vec<String>, DemoError> {
+    let mut out = Vec::new();
+    for (name, _, _) in LEGACY_TABLES {
+        let err = |message: String| DemoError {
+            table: name.into(),
+            message,
+        };
+        let exists = crate::sinks::table::describe(client, name)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if exists.is_none() {
+            continue;
+        }
+        let page = client.scan().table_name(name).limit(1).send().await;
+        let page = page.map_err(|e| err(crate::aws::describe_error(&e)))?;
+        if page.count() > 0 {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the legacy tables that exist and waits until they are gone.
+pub async fn drop_legacy_tables(client: &aws_sdk_dynamodb::Client) -> Result<(), DemoError> {
+    for (name, _, _) in LEGACY_TABLES {
+        let err = |message: String| DemoError {
+            table: name.into(),
+            message,
+        };
+        let describe = || crate::sinks::table::describe(client, name);
+        if describe().await.map_err(|e| err(e.to_string()))?.is_none() {
+            continue;
+        }
+        let deleted = client.delete_table().table_name(name).send().await;
+        deleted.map_err(|e| err(crate::aws::describe_error(&e)))?;
+        for _ in 0..300 {
+            if describe().await.map_err(|e| err(e.to_string()))?.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the seven legacy tables (those missing) and waits for them.
 pub async fn create_legacy_tables(client: &aws_sdk_dynamodb::Client) -> Result<(), DemoError> {
     for (name, (pk, pk_type), sk) in LEGACY_TABLES {

@@ -123,3 +123,61 @@ async fn a_closed_pipe_ends_quietly_and_a_run_without_a_terminal_says_where_it_i
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(!text(&o).contains("singletable: progress:"), "{}", text(&o));
 }
+
+#[tokio::test]
+async fn demo_data_never_mixes_two_datasets() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = singletable(d, &db.endpoint, &args("demo-data --scale 300 --seed 1"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let first = scan_all(&c, "ai-girlfriend-users").await.len();
+    let o = singletable(d, &db.endpoint, &args("demo-data --scale 600 --seed 2"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("already hold items; pass --replace"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        scan_all(&c, "ai-girlfriend-users").await.len(),
+        first,
+        "untouched"
+    );
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &args("demo-data --scale 600 --seed 2 --replace"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (items, _) = singletable::demo::generate(&singletable::demo::DemoOptions {
+        scale: 600,
+        seed: 2,
+        dirty_rate: 0.01,
+    });
+    let users = items
+        .iter()
+        .filter(|(t, _)| *t == "ai-girlfriend-users")
+        .count();
+    assert_eq!(scan_all(&c, "ai-girlfriend-users").await.len(), users);
+}
+
+#[test]
+fn completions_for_every_shell_know_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let o = bare(dir.path(), &["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let script = String::from_utf8(o.stdout).unwrap();
+        for word in [
+            "migrate",
+            "plan",
+            "replay",
+            "--resume",
+            "--warm-write-units",
+        ] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+}
