@@ -30,8 +30,28 @@ pub struct AwsOptions {
 /// The region used when none is configured and the endpoint is local.
 const LOCAL_REGION: &str = "us-east-1";
 
+/// Where requests go and how long one may take, for error messages: set
+/// once, when the configuration is loaded (there is one per process).
+static WHERE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn where_words(opts: &AwsOptions) -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_DYNAMODB"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| "AWS (the region's endpoint)".into());
+    let secs = opts
+        .attempt_timeout
+        .unwrap_or(Duration::from_secs(60))
+        .as_secs();
+    format!("endpoint {endpoint}, --request-timeout {secs} s")
+}
+
 /// Loads the shared SDK configuration once.
 pub async fn load(opts: &AwsOptions) -> aws_config::SdkConfig {
+    let _ = WHERE.set(where_words(opts));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
@@ -124,29 +144,52 @@ where
                 _ => inner.to_string(),
             }
         }
-        SdkError::TimeoutError(_) => "request timed out".to_string(),
+        SdkError::TimeoutError(_) => format!(
+            "no answer within the time one request may take ({}); a slow endpoint needs a larger --request-timeout",
+            WHERE.get().map_or("--request-timeout", String::as_str)
+        ),
         SdkError::DispatchFailure(e) => {
-            let mut msg = "could not reach the endpoint".to_string();
-            if let Some(c) = e.as_connector_error() {
-                msg = format!("{msg}: {c}");
-                let mut src = std::error::Error::source(c);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-            }
-            msg
+            let chain = match e.as_connector_error() {
+                Some(c) => chain(c),
+                None => format!("{e:?}"),
+            };
+            setup_problem(&chain).unwrap_or_else(|| {
+                let place = WHERE.get().map_or("", String::as_str);
+                format!("could not reach the endpoint ({place}): {chain}")
+            })
         }
         other => {
-            let mut msg = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            msg
+            let msg = chain(other);
+            setup_problem(&msg).unwrap_or(msg)
         }
     }
+}
+
+/// An error and its sources, ": " between them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+/// Missing credentials or region, in words that say what to do.
+fn setup_problem(chain: &str) -> Option<String> {
+    let lower = chain.to_lowercase();
+    if lower.contains("credential") && (lower.contains("no ") || lower.contains("not load")) {
+        return Some(format!(
+            "no AWS credentials: the chain tried the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), the shared files (~/.aws/credentials, ~/.aws/config, with --profile or AWS_PROFILE), SSO, web identity and container/instance roles, and found none; set one of them ({chain})"
+        ));
+    }
+    if lower.contains("region") && (lower.contains("no region") || lower.contains("missing")) {
+        return Some(format!(
+            "no AWS region: pass --region, or set AWS_REGION, or a region in the profile ({chain})"
+        ));
+    }
+    None
 }
 
 /// The error code of an SDK error (`ValidationException`), when it has one.

@@ -181,3 +181,35 @@ fn completions_for_every_shell_know_the_commands() {
         }
     }
 }
+
+#[tokio::test]
+async fn waiting_and_setup_errors_name_the_endpoint_the_flag_and_the_cure() {
+    // An endpoint that takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let hang = args("preview --request-timeout 1 --region us-east-1 --endpoint-url");
+    let o = bare(dir.path(), &[&hang[..], &[&endpoint]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("endpoint {endpoint}")), "{err}");
+    assert!(err.contains("--request-timeout 1 s"), "{err}");
+
+    let home = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args(["preview", "--region", "us-east-1"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no AWS credentials: the chain tried"), "{err}");
+    assert!(!err.contains("could not reach"), "{err}");
+}
