@@ -305,7 +305,11 @@ async fn plan(a: &PlanArgs) -> Result<i32> {
     if let Some(path) = &a.report {
         write_both(path, "the plan", &report, report.render_markdown())?;
     }
-    out(&report.render());
+    Shown {
+        width: 0,
+        json: a.json,
+    }
+    .print(&report, |_| report.render())?;
     Ok(EXIT_OK)
 }
 
@@ -379,6 +383,7 @@ async fn preview(a: &PreviewArgs) -> Result<i32> {
         &sources,
         a.limit as usize,
         a.skip_data_check,
+        a.max_value_width as usize,
     )
     .await?);
     Ok(EXIT_OK)
@@ -412,9 +417,38 @@ async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
         &store(s3, &a.sources),
         &mapping,
         &opts,
-        a.report.as_deref(),
+        (
+            a.report.as_deref(),
+            Shown {
+                width: a.max_value_width as usize,
+                json: a.json,
+            },
+        ),
     )
     .await
+}
+
+/// How a report is shown on stdout.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    /// Values cut at this many characters.
+    width: usize,
+    /// The report as JSON instead of the table.
+    json: bool,
+}
+
+impl Shown {
+    fn print<T: serde::Serialize>(
+        self,
+        report: &T,
+        table: impl FnOnce(usize) -> String,
+    ) -> Result<()> {
+        match self.json {
+            true => out(&format!("{}\n", serde_json::to_string_pretty(report)?)),
+            false => out(&table(self.width)),
+        }
+        Ok(())
+    }
 }
 
 async fn run_verify(
@@ -422,13 +456,13 @@ async fn run_verify(
     store: &Store,
     mapping: &Mapping,
     opts: &VerifyOptions,
-    report: Option<&Path>,
+    (report, shown): (Option<&Path>, Shown),
 ) -> Result<i32> {
     let r = verify::verify(client, store, mapping, opts).await?;
     if let Some(path) = report {
         write_both(path, "the verification report", &r, r.render_markdown())?;
     }
-    out(&r.render());
+    shown.print(&r, |w| r.render(w))?;
     Ok(if r.matches() { EXIT_OK } else { EXIT_DIFFERS })
 }
 
@@ -632,7 +666,7 @@ async fn demo_steps(
 
     eprintln!("\n== 2. preview (writes nothing)");
     let scan_only = SourceOptions::default();
-    out(&pipeline::preview(client, &store, mapping, &scan_only, 2, false).await?);
+    out(&pipeline::preview(client, &store, mapping, &scan_only, 2, false, 120).await?);
 
     let scan = ScanConfig {
         segments: None,
@@ -704,7 +738,13 @@ async fn demo_steps(
         &store,
         mapping,
         &vopts,
-        Some(&a.out.join("verify-report.json")),
+        (
+            Some(&a.out.join("verify-report.json")),
+            Shown {
+                width: 120,
+                json: false,
+            },
+        ),
     )
     .await?;
     eprintln!("reports: {}", a.out.display());

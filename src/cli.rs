@@ -336,6 +336,9 @@ pub struct PlanArgs {
     /// Price of a full export per GB of table.
     #[arg(long, value_name = "USD", default_value_t = 0.10)]
     pub price_export_gb: f64,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -390,6 +393,9 @@ pub struct PreviewArgs {
     /// Do not check the mapping against the first items of each source.
     #[arg(long)]
     pub skip_data_check: bool,
+    /// Cut values longer than this many characters (their length is shown).
+    #[arg(long, value_name = "CHARS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(8..))]
+    pub max_value_width: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -427,6 +433,13 @@ pub struct VerifyArgs {
     /// Mismatches listed in full.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_listed: u32,
+    /// On the terminal, cut values longer than this many characters (their
+    /// length is shown; the reports keep them whole).
+    #[arg(long, value_name = "CHARS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(8..))]
+    pub max_value_width: u32,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -645,6 +645,50 @@ impl RunReport {
     }
 }
 
+/// A JSON value for the terminal: each string longer than `max`
+/// characters is cut there, with its full length (`"Lorem ip…" (40213
+/// bytes)`), so one huge item cannot flood a screen. Reports keep values whole.
+pub fn clipped(v: &serde_json::Value, max: usize) -> String {
+    let mut out = String::new();
+    clip_into(&mut out, v, max);
+    out
+}
+
+fn clip_into(out: &mut String, v: &serde_json::Value, max: usize) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.chars().count() > max => {
+            let head: String = s.chars().take(max).collect();
+            let quoted = Value::String(head).to_string();
+            out.push_str(&quoted[..quoted.len() - 1]);
+            out.push_str(&format!("…\" ({} bytes)", s.len()));
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                clip_into(out, x, max);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, x)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                clip_into(out, x, max);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// A reason without what is particular to one record (the `file:line: `
 /// of a read error), cut to a readable length, for counting.
 pub fn reason_kind(stage: Stage, reason: &str) -> String {

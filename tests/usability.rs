@@ -213,3 +213,31 @@ async fn waiting_and_setup_errors_name_the_endpoint_the_flag_and_the_cure() {
     assert!(err.contains("no AWS credentials: the chain tried"), "{err}");
     assert!(!err.contains("could not reach"), "{err}");
 }
+
+#[tokio::test]
+async fn long_values_are_cut_on_the_terminal_and_json_goes_to_stdout() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    let legacy = load_legacy(&c, 300, 42, 0.02).await;
+    assert!(legacy
+        .iter()
+        .any(|(_, i)| i.get("sessionId") == Some(&s("s-near-limit"))));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = singletable(d, &db.endpoint, &args("preview -n 1000 --skip-data-check"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let shown = String::from_utf8(o.stdout).unwrap();
+    let longest = shown.lines().map(str::len).max().unwrap();
+    assert!(longest < 4000, "a line of {longest} characters");
+    assert!(shown.contains("…\" ("), "a cut value says its length");
+
+    migrate_dirty(d, &db.endpoint);
+    let o = singletable(d, &db.endpoint, &args("verify --json --sample 50"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "sample-match");
+    let o = singletable(d, &db.endpoint, &args("plan --json"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["totals"]["read"].as_u64().unwrap(), legacy.len() as u64);
+}

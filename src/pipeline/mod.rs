@@ -603,6 +603,7 @@ pub async fn preview(
     sources_opts: &SourceOptions,
     limit: usize,
     skip_data_check: bool,
+    width: usize,
 ) -> Result<String, PipelineError> {
     let (plan, mut warnings) = sources::plan(client, store, mapping, sources_opts).await?;
     // One read per source serves the data check and the items shown.
@@ -637,7 +638,7 @@ pub async fn preview(
             records.len()
         ));
         for record in records {
-            out.push_str(&preview_one(mapping, entity, record));
+            out.push_str(&preview_one(mapping, entity, record, width));
         }
         out.push('\n');
     }
@@ -645,25 +646,28 @@ pub async fn preview(
     Ok(out)
 }
 
-fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord) -> String {
+/// One record and what it becomes, values cut at `width` characters.
+fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord, width: usize) -> String {
+    let show = |i: &Item| crate::report::clipped(&item_to_json(i), width);
     let shown = match &record {
-        SourceRecord::Item(i) => format!("  source: {}\n", item_to_json(i)),
+        SourceRecord::Item(i) => format!("  source: {}\n", show(i)),
         SourceRecord::Change { keys, new, .. } => format!(
             "  change: {} {}\n",
             if new.is_some() { "put" } else { "delete" },
-            new.as_ref()
-                .map(|n| item_to_json(n).to_string())
-                .unwrap_or_else(|| key_display(keys))
+            new.as_ref().map(show).unwrap_or_else(|| key_display(keys))
         ),
-        SourceRecord::Bad { raw, .. } => format!("  source: {raw}\n"),
-        SourceRecord::Target { item, .. } => format!("  made: {}\n", item_to_json(item)),
+        SourceRecord::Bad { raw, .. } => {
+            let raw = crate::report::clipped(&serde_json::Value::String(raw.clone()), width);
+            format!("  source line: {raw}\n")
+        }
+        SourceRecord::Target { item, .. } => format!("  made: {}\n", show(item)),
     };
     let mut out = shown;
     for step in steps(entity, mapping, record) {
         out.push_str(&match step {
             Step::Write {
                 op: Op::Put, item, ..
-            } => format!("  target: {}\n", item_to_json(&item)),
+            } => format!("  target: {}\n", show(&item)),
             Step::Write {
                 op: Op::Delete,
                 item,

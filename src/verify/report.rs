@@ -174,11 +174,18 @@ pub fn verdict_line(e: &EntityCheck, full: bool) -> String {
     )
 }
 
-fn show(v: &Option<serde_json::Value>) -> String {
+/// A value for the terminal, cut at `width` characters.
+fn show(v: &Option<serde_json::Value>, width: usize) -> String {
     v.as_ref()
-        .map(|v| v.to_string())
+        .map(|v| crate::report::clipped(v, width))
         .unwrap_or_else(|| "(absent)".into())
 }
+
+/// Values in the Markdown report are cut here (the JSON keeps them whole).
+const MARKDOWN_WIDTH: usize = 1000;
+
+/// Mismatches shown on the terminal; the JSON report holds every one listed.
+const SHOWN: usize = 20;
 
 impl VerifyReport {
     /// True for `match` and `sample-match` (exit 0).
@@ -194,8 +201,8 @@ impl VerifyReport {
         }
     }
 
-    /// The terminal summary.
-    pub fn render(&self) -> String {
+    /// The terminal summary, values cut at `width` characters.
+    pub fn render(&self, width: usize) -> String {
         let mut out = format!(
             "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
             "entity",
@@ -228,7 +235,7 @@ impl VerifyReport {
         for (t, n) in &self.unmapped_entity_types {
             out.push_str(&format!("orphans: {n} target item(s) of entity type {t:?}, which no entity of the mapping makes\n"));
         }
-        for m in &self.mismatches {
+        for m in self.mismatches.iter().take(SHOWN) {
             out.push_str(&format!(
                 "{} {} ({}; source {})\n",
                 m.kind, m.key, m.entity, m.source_key
@@ -237,14 +244,20 @@ impl VerifyReport {
                 out.push_str(&format!(
                     "    {}: expected {}, found {}\n",
                     d.attribute,
-                    show(&d.expected),
-                    show(&d.actual)
+                    show(&d.expected, width),
+                    show(&d.actual, width)
                 ));
             }
         }
+        if self.mismatches.len() > SHOWN {
+            out.push_str(&format!(
+                "... and {} more listed in the JSON report (--report)\n",
+                self.mismatches.len() - SHOWN
+            ));
+        }
         if self.mismatches_not_listed > 0 {
             out.push_str(&format!(
-                "... and {} more (see the JSON report)\n",
+                "... and {} more not listed anywhere (raise --max-listed to list them)\n",
                 self.mismatches_not_listed
             ));
         }
@@ -342,8 +355,8 @@ impl VerifyReport {
                     md.push_str(&format!(
                         "  - `{}`: expected `{}`, found `{}`\n",
                         d.attribute,
-                        show(&d.expected),
-                        show(&d.actual)
+                        show(&d.expected, MARKDOWN_WIDTH),
+                        show(&d.actual, MARKDOWN_WIDTH)
                     ));
                 }
             }
