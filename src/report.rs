@@ -244,7 +244,12 @@ pub struct RunReport {
     pub source: String,
     pub started_at: String,
     pub duration_seconds: f64,
+    /// The run stopped before the tables were read to the end (a signal
+    /// or an error).
     pub interrupted: bool,
+    /// The error that stopped it, if one did (with its file, line, table
+    /// or key where it has them).
+    pub error: Option<String>,
     pub dead_letter_file: Option<String>,
     pub entities: Vec<EntityReport>,
     pub totals: EntityReport,
@@ -320,6 +325,8 @@ pub struct RunMeta {
     pub started_at: String,
     pub duration: Duration,
     pub interrupted: bool,
+    /// The error that stopped the run, if one did.
+    pub error: Option<String>,
     pub dead_letter_file: Option<String>,
     /// Warnings from the sources (accepted export mismatches, exports
     /// without manifests).
@@ -468,9 +475,14 @@ impl RunReport {
             }
         }
         if meta.interrupted {
-            warnings.push(
-                "interrupted: the run stopped early; the tables were not read to the end".into(),
-            );
+            let settled = totals.written + totals.overwritten + totals.deleted;
+            let why = match &meta.error {
+                Some(e) => format!("stopped by an error: {e}"),
+                None => "interrupted".to_string(),
+            };
+            warnings.push(format!(
+                "{why}; the tables were not read to the end; {settled} record(s) were written or deleted before it"
+            ));
         }
         RunReport {
             command: meta.command,
@@ -480,6 +492,7 @@ impl RunReport {
             started_at: meta.started_at,
             duration_seconds: meta.duration.as_secs_f64(),
             interrupted: meta.interrupted,
+            error: meta.error,
             dead_letter_file: meta.dead_letter_file,
             reconciled: totals.reconciled,
             entities,
@@ -758,6 +771,7 @@ mod tests {
             started_at: String::new(),
             duration: Duration::ZERO,
             interrupted: false,
+            error: None,
             dead_letter_file: None,
             source_warnings: Vec::new(),
         }

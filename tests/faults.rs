@@ -139,6 +139,16 @@ async fn a_backend_that_never_answers_stops_within_the_stall_timeout() {
     let (report, out) = migrate_expect(dir.path(), &proxy.endpoint, &m(), &extra, 2);
     assert!(out.contains("--stall-timeout"), "{out}");
     assert_eq!(report["interrupted"], true);
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("--stall-timeout"),
+        "the report says why: {report:#}"
+    );
+    let said = report["warnings"].to_string();
+    assert!(
+        said.contains("stopped by an error") && said.contains("0 record(s) were written"),
+        "{said}"
+    );
     assert_eq!(report["reconciled"], true, "{report:#}");
     let t = &report["totals"];
     assert_eq!(t["written"], 0);

@@ -539,6 +539,7 @@ fn finish_report(
         started_at: ended.started_at,
         duration: ended.clock.elapsed(),
         interrupted: ended.interrupted || failure.is_some(),
+        error: failure.as_ref().map(ToString::to_string),
         dead_letter_file: Some(opts.dead_letter.display().to_string()),
         source_warnings: ended.warnings,
     };
@@ -550,6 +551,7 @@ fn finish_report(
         failure = Some(PipelineError::Interrupted);
     }
     report.judge(failure.is_some(), opts.allow_dead_letters);
+    report.error = failure.as_ref().map(ToString::to_string);
     (report, failure)
 }
 
