@@ -52,6 +52,7 @@ fn where_words(opts: &AwsOptions) -> String {
 /// Loads the shared SDK configuration once.
 pub async fn load(opts: &AwsOptions) -> aws_config::SdkConfig {
     let _ = WHERE.set(where_words(opts));
+    tracing::info!("requests go to {}", where_words(opts));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()

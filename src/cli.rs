@@ -33,6 +33,27 @@ const EXIT_CODES: &str = "Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log what happens to stderr: -v every phase, file, rate change and
+    /// retry, with the endpoint; -vv more. RUST_LOG (e.g.
+    /// `singletable=debug`) overrides. --quiet keeps only errors.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+impl Cli {
+    /// Whether the command was asked to be quiet.
+    pub fn quiet(&self) -> bool {
+        match &self.command {
+            Command::Plan(a) => a.aws.quiet,
+            Command::Migrate(a) => a.aws.quiet,
+            Command::Replay(a) => a.aws.quiet,
+            Command::Preview(a) => a.aws.quiet,
+            Command::Verify(a) => a.aws.quiet,
+            Command::DemoData(a) => a.aws.quiet,
+            Command::Demo(a) => a.quiet,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

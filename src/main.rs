@@ -5,6 +5,7 @@ use clap::Parser as _;
 
 fn main() {
     let cli = singletable::cli::Cli::parse();
+    logs(cli.verbose, cli.quiet());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,4 +25,23 @@ fn main() {
     };
     drop(runtime);
     std::process::exit(code);
+}
+
+/// Logs to stderr: warnings by default, -v info, -vv debug, --quiet errors
+/// only; RUST_LOG, when set, decides instead.
+fn logs(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("singletable={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }

@@ -241,3 +241,37 @@ async fn long_values_are_cut_on_the_terminal_and_json_goes_to_stdout() {
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(p["totals"]["read"].as_u64().unwrap(), legacy.len() as u64);
 }
+
+#[tokio::test]
+async fn verbose_logs_say_where_requests_go_and_each_phase() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 200, 43, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = args("migrate -v --create-table --region us-east-1 --endpoint-url");
+    let o = bare(dir.path(), &[&run[..], &[&db.endpoint]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("requests go to endpoint {}", db.endpoint)),
+        "{err}"
+    );
+    assert!(err.contains("phase 1 of 1 starts"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colours without a terminal: {err}"
+    );
+    let quiet = args("preview -q --region us-east-1 --endpoint-url");
+    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args([&quiet[..], &[&db.endpoint]].concat())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "singletable=info")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("requests go to"),
+        "RUST_LOG decides"
+    );
+}

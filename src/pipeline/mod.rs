@@ -470,7 +470,9 @@ impl Phases<'_> {
     /// end, a failure or a shutdown. Returns the failure and the warnings.
     async fn read(self, mut warnings: Vec<String>) -> (Option<PipelineError>, Vec<String>) {
         let mut failure: Option<PipelineError> = None;
-        for phase in 0..sources::phases(self.plan) {
+        let phases = sources::phases(self.plan);
+        for phase in 0..phases {
+            tracing::info!("phase {} of {phases} starts", phase + 1);
             let mut tasks = tokio::task::JoinSet::new();
             sources::spawn_phase(phase, self.plan, self.readers, &self.tx, &mut tasks);
             while let Some(joined) = tasks.join_next().await {

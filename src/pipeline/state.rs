@@ -226,7 +226,9 @@ impl Saver {
         if *closed {
             return Ok(());
         }
-        self.state(Status::Running).save(&self.path)
+        self.state(Status::Running).save(&self.path)?;
+        tracing::debug!("state saved to {}", self.path.display());
+        Ok(())
     }
 
     /// Saves the last state of this run; no periodic save follows it.

@@ -397,6 +397,12 @@ impl Shared {
             let throttled = result.throttled();
             if throttled {
                 self.ctl.on_throttle(Instant::now());
+                if let Some(rate) = self.ctl.rate() {
+                    tracing::info!(
+                        "throttled: the write rate is now {rate:.0} WCU/s, {} call(s) in flight at most",
+                        self.ctl.in_flight_limit()
+                    );
+                }
             }
             let (action, done) = decide(pending, result);
             self.count_done(done);
@@ -428,7 +434,13 @@ impl Shared {
                 return Ok(None);
             }
             pending = again;
-            tokio::time::sleep(backoff(attempt, self.cfg.base_delay, self.cfg.max_delay)).await;
+            let wait = backoff(attempt, self.cfg.base_delay, self.cfg.max_delay);
+            tracing::info!(
+                "BatchWriteItem: {message}; {} item(s) again in {} ms",
+                pending.len(),
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
         }
     }
 

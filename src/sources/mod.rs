@@ -659,6 +659,7 @@ impl FileJob {
         if *r.shutdown.borrow() {
             return (entity, Ok(Vec::new()));
         }
+        tracing::info!("reading {} from record {}", self.file.object, self.skip + 1);
         let out = export::FileSink {
             entity,
             tx: &tx,

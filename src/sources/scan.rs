@@ -141,6 +141,16 @@ async fn scan_segment(
     let (client, table, cfg) = (&scan.client, scan.info.name.as_str(), &scan.cfg);
     let mut start_key = segment.start.clone();
     let mut read = 0u64;
+    tracing::debug!(
+        "scanning {table} segment {} of {} ({})",
+        segment.index + 1,
+        segment.total,
+        if start_key.is_some() {
+            "resumed"
+        } else {
+            "from the start"
+        }
+    );
     let mut patience = Patience::new(cfg.stall_timeout);
     loop {
         if *scan.shutdown.borrow() {
@@ -154,6 +164,12 @@ async fn scan_segment(
             }
             Err(e) => {
                 let wait = retry_wait(&e, &mut patience, table, segment.index)?;
+                tracing::info!(
+                    "{table} segment {}: {}; asking again in {} ms",
+                    segment.index + 1,
+                    crate::aws::describe_error(&e),
+                    wait.as_millis()
+                );
                 tokio::time::sleep(wait).await;
                 continue;
             }
