@@ -431,7 +431,7 @@ pub struct VerifyArgs {
     pub aws: AwsArgs,
     /// Records compared attribute by attribute per entity (the same ones
     /// for the same --seed, whatever order the tables are read in).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["full", "sample_rate"])]
     pub sample: u32,
     /// Compare this share of each entity's records instead (0 to 1),
     /// checked as the source streams by, in flat memory.
@@ -442,7 +442,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub full: bool,
     /// Seed of the sample: the same seed picks the same items.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "full")]
     pub seed: u64,
     /// Write the verification report here (JSON), and a Markdown copy beside
     /// it (the same name ending in .md).

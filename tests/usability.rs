@@ -275,3 +275,22 @@ async fn verbose_logs_say_where_requests_go_and_each_phase() {
         "RUST_LOG decides"
     );
 }
+
+#[test]
+fn verify_refuses_flags_that_contradict_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    for line in [
+        "verify --full --sample 10",
+        "verify --full --sample-rate 0.1",
+        "verify --sample 10 --sample-rate 0.1",
+        "verify --full --seed 3",
+    ] {
+        let o = bare(dir.path(), &args(line));
+        assert_eq!(o.status.code(), Some(2), "{line}: {}", text(&o));
+        assert!(
+            text(&o).contains("cannot be used with"),
+            "{line}: {}",
+            text(&o)
+        );
+    }
+}
