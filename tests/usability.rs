@@ -294,3 +294,15 @@ fn verify_refuses_flags_that_contradict_each_other() {
         );
     }
 }
+
+/// The help of every command and the main errors, as transcripts under
+/// tests/cmd (regenerate with TRYCMD=overwrite after a deliberate change).
+#[test]
+fn help_and_main_errors_match_their_transcripts() {
+    trycmd::TestCases::new()
+        .register_bin(
+            "singletable",
+            std::path::Path::new(env!("CARGO_BIN_EXE_singletable")),
+        )
+        .case("tests/cmd/*.toml");
+}
