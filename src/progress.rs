@@ -176,6 +176,21 @@ impl Progress {
             self.total.set_length(read.max(all));
         }
         self.total.set_position(all);
+        self.total.set_message(self.rate_note());
+    }
+
+    /// The sink's rate as last sampled: achieved, its limit, throttles.
+    fn rate_note(&self) -> String {
+        let Some(r) = self.stats.latest_rate() else {
+            return String::new();
+        };
+        let limit = r
+            .rate_limit
+            .map_or("no limit".to_string(), |l| format!("limit {l:.0} WCU/s"));
+        format!(
+            "writing {:.0} WCU/s ({limit}, {} call(s) in flight, {} throttle(s) last sample)",
+            r.write_units_per_s, r.in_flight, r.throttles
+        )
     }
 
     fn table_note(&self, t: &Table) -> String {
@@ -213,8 +228,14 @@ impl Progress {
             .zip(per)
             .map(|(t, n)| format!("{} {n}/{}", t.name, t.read.load(Ordering::Relaxed)))
             .collect();
+        let writing = self.rate_note();
+        let writing = if writing.is_empty() {
+            writing
+        } else {
+            format!("; {writing}")
+        };
         format!(
-            "singletable: progress: {all} of ~{expected} records settled{pct}, {read} read, {rate:.0}/s{eta}; settled/read by table: {}",
+            "singletable: progress: {all} of ~{expected} records settled{pct}, {read} read, {rate:.0}/s{eta}{writing}; settled/read by table: {}",
             tables.join(", ")
         )
     }

@@ -74,6 +74,8 @@ pub struct RunStats {
     /// Per entity: "stage: reason" -> items not migrated for it.
     reasons: Mutex<Vec<BTreeMap<String, u64>>>,
     rate: Mutex<Option<RateSummary>>,
+    /// The sink's latest rate sample, for the progress.
+    latest_rate: Mutex<Option<RateSample>>,
     /// The collision filter's expected false alarms (f64 bits).
     overwrite_false_alarms: AtomicU64,
 }
@@ -84,6 +86,7 @@ impl RunStats {
             entities: (0..entities).map(|_| EntityCounters::default()).collect(),
             reasons: Mutex::new(vec![BTreeMap::new(); entities.max(1)]),
             rate: Mutex::new(None),
+            latest_rate: Mutex::new(None),
             overwrite_false_alarms: AtomicU64::new(0),
         }
     }
@@ -182,6 +185,19 @@ impl RunStats {
         .iter()
         .map(|a| a.load(Ordering::Relaxed))
         .sum()
+    }
+
+    /// Keeps the sink's latest rate sample.
+    pub fn set_latest_rate(&self, sample: RateSample) {
+        *self.latest_rate.lock().unwrap_or_else(|p| p.into_inner()) = Some(sample);
+    }
+
+    /// The sink's latest rate sample, once it has one.
+    pub fn latest_rate(&self) -> Option<RateSample> {
+        self.latest_rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records what the sink's rate controller did.

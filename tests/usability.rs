@@ -100,7 +100,9 @@ async fn a_closed_pipe_ends_quietly_and_a_run_without_a_terminal_says_where_it_i
 
     // No terminal: a progress line every interval, on stderr; none quiet.
     let endpoint = ["--region", "us-east-1", "--endpoint-url", &db.endpoint];
-    let run = args("migrate --create-table --write-rate 1500 --progress-interval 300ms");
+    let run = args(
+        "migrate --create-table --write-rate 1500 --progress-interval 300ms --rate-sample-interval 200ms",
+    );
     let o = bare(dir.path(), &[&run[..], &endpoint].concat());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -112,6 +114,12 @@ async fn a_closed_pipe_ends_quietly_and_a_run_without_a_terminal_says_where_it_i
     assert!(
         lines[0].contains("records settled") && lines[0].contains(" read, "),
         "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("; writing ") && l.contains("in flight")),
+        "the sink's rate is shown: {err}"
     );
     let summary = String::from_utf8_lossy(&o.stdout);
     assert!(

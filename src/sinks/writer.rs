@@ -185,7 +185,7 @@ pub async fn run(
     let client = one_attempt(&client);
     let ceiling = cfg.write_units_per_second.map(|u| u.get() as f64);
     let ctl = Arc::new(Controller::new(ceiling, cfg.max_in_flight, started));
-    let sampler = spawn_sampler(ctl.clone(), cfg.sample_every);
+    let sampler = spawn_sampler(ctl.clone(), cfg.sample_every, stats.clone());
     let shared = Arc::new(Shared {
         items: cfg.items_per_second.map(Limit::new),
         ctl: ctl.clone(),
@@ -257,13 +257,19 @@ fn one_attempt(client: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
 }
 
 /// Samples the achieved rate every `every` until aborted.
-fn spawn_sampler(ctl: Arc<Controller>, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Samples the achieved rate every `every` until aborted; the latest
+/// sample is what the progress shows.
+fn spawn_sampler(
+    ctl: Arc<Controller>,
+    every: Duration,
+    stats: Arc<RunStats>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
         tick.tick().await;
         loop {
             tick.tick().await;
-            ctl.sample(Instant::now());
+            stats.set_latest_rate(ctl.sample(Instant::now()));
         }
     })
 }
