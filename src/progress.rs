@@ -61,6 +61,8 @@ pub struct Progress {
     multi: MultiProgress,
     stats: Arc<RunStats>,
     ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// A signal came: the run finishes what it read.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -113,6 +115,7 @@ impl Progress {
             multi,
             stats,
             ticker: Mutex::new(None),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -179,8 +182,32 @@ impl Progress {
         self.total.set_message(self.rate_note());
     }
 
+    /// From now on the run only finishes what it read: say what is left.
+    pub fn draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// While draining: the records read and not yet settled.
+    fn drain_note(&self) -> Option<String> {
+        if !self.draining.load(Ordering::Relaxed) {
+            return None;
+        }
+        let read: u64 = self
+            .tables
+            .iter()
+            .map(|t| t.read.load(Ordering::Relaxed))
+            .sum();
+        let left = read.saturating_sub(self.settled().0);
+        Some(format!(
+            "draining: waiting for {left} record(s) read but not yet written or recorded"
+        ))
+    }
+
     /// The sink's rate as last sampled: achieved, its limit, throttles.
     fn rate_note(&self) -> String {
+        if let Some(drain) = self.drain_note() {
+            return drain;
+        }
         let Some(r) = self.stats.latest_rate() else {
             return String::new();
         };

@@ -314,3 +314,32 @@ fn help_and_main_errors_match_their_transcripts() {
         )
         .case("tests/cmd/*.toml");
 }
+
+#[tokio::test]
+async fn after_a_signal_the_progress_says_what_the_drain_waits_for() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 4000, 44, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = args("migrate --create-table --write-rate 500 --progress-interval 200ms --region us-east-1 --endpoint-url");
+    let child = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args([&run[..], &[&db.endpoint]].concat())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("interrupted (SIGINT)"), "{err}");
+    assert!(err.contains("draining: waiting for"), "{err}");
+}

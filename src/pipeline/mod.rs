@@ -573,6 +573,7 @@ fn spawn_signals(
             writer::DRAIN_STALL.as_secs()
         ));
         interrupted.store(true, Ordering::SeqCst);
+        progress.draining();
         let _ = shutdown.send(true);
         if next_signal().await.is_some() {
             std::process::exit(crate::report::EXIT_FAILED);
