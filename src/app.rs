@@ -376,16 +376,22 @@ async fn preview(a: &PreviewArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
     let sources = source_options(&a.sources)?;
     let (client, s3) = clients(&a.aws, None).await;
-    out(&pipeline::preview(
+    let store = store(s3, &a.sources);
+    let limit = a.limit as usize;
+    let report = pipeline::preview::preview(
         &client,
-        &store(s3, &a.sources),
+        &store,
         &mapping,
         &sources,
-        a.limit as usize,
+        limit,
         a.skip_data_check,
-        a.max_value_width as usize,
     )
-    .await?);
+    .await?;
+    let shown = Shown {
+        width: a.max_value_width as usize,
+        json: a.json,
+    };
+    shown.print(&report, |w| report.render(w))?;
     Ok(EXIT_OK)
 }
 
@@ -666,7 +672,8 @@ async fn demo_steps(
 
     eprintln!("\n== 2. preview (writes nothing)");
     let scan_only = SourceOptions::default();
-    out(&pipeline::preview(client, &store, mapping, &scan_only, 2, false, 120).await?);
+    let shown = pipeline::preview::preview(client, &store, mapping, &scan_only, 2, false).await?;
+    out(&shown.render(120));
 
     let scan = ScanConfig {
         segments: None,

@@ -417,6 +417,9 @@ pub struct PreviewArgs {
     /// Cut values longer than this many characters (their length is shown).
     #[arg(long, value_name = "CHARS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(8..))]
     pub max_value_width: u32,
+    /// Print the records and what they become as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -239,6 +239,15 @@ async fn long_values_are_cut_on_the_terminal_and_json_goes_to_stdout() {
     assert!(longest < 4000, "a line of {longest} characters");
     assert!(shown.contains("…\" ("), "a cut value says its length");
 
+    let o = singletable(d, &db.endpoint, &args("preview -n 2 --json"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["entities"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        p["entities"][0]["records"][0]["becomes"][0]["outcome"],
+        "put"
+    );
+
     migrate_dirty(d, &db.endpoint);
     let o = singletable(d, &db.endpoint, &args("verify --json --sample 50"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+pub mod preview;
 pub mod replay;
 mod stage;
 pub mod state;
@@ -30,17 +31,16 @@ pub use stage::{steps, Step};
 pub use state::StateOptions;
 
 use crate::checkpoint::{State, StateLock, Status, Tracker};
-use crate::item::{item_to_json, key_display, Item};
-use crate::mapping::{data_check, Entity, Mapping};
+use crate::item::Item;
+use crate::mapping::{data_check, Mapping};
 use crate::progress::{Mode as ProgressMode, Progress};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
-use crate::sinks::batcher::Op;
 use crate::sinks::dead_letter;
 use crate::sinks::writer::{SinkIo, SinkMsg};
 use crate::sinks::{table, writer};
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
-use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions, SourceRecord};
+use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions};
 use stage::Outlets;
 
 /// Pages waiting between the sources and the transform. Small on purpose:
@@ -106,7 +106,7 @@ pub enum PipelineError {
 }
 
 /// How long `preview` retries failing reads (it has no --stall-timeout).
-const PREVIEW_STALL: Duration = Duration::from_secs(600);
+pub(crate) const PREVIEW_STALL: Duration = Duration::from_secs(600);
 
 /// Items of each source the mapping is checked against before a run.
 pub const DATA_CHECK_SAMPLE: usize = 250;
@@ -132,7 +132,10 @@ pub async fn check_data(
 }
 
 /// [`check_data`] on samples already read: one per entity.
-fn judge_data(mapping: &Mapping, samples: &[Vec<Item>]) -> Result<Vec<String>, PipelineError> {
+pub(crate) fn judge_data(
+    mapping: &Mapping,
+    samples: &[Vec<Item>],
+) -> Result<Vec<String>, PipelineError> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     for (entity, sample) in mapping.entities.iter().zip(samples) {
@@ -598,89 +601,4 @@ async fn next_signal() -> Option<&'static str> {
         }
     }
     tokio::signal::ctrl_c().await.ok().map(|_| "Ctrl-C")
-}
-
-/// Preview: the first `limit` records of each source and what they become.
-pub async fn preview(
-    client: &aws_sdk_dynamodb::Client,
-    store: &Store,
-    mapping: &Mapping,
-    sources_opts: &SourceOptions,
-    limit: usize,
-    skip_data_check: bool,
-    width: usize,
-) -> Result<String, PipelineError> {
-    let (plan, mut warnings) = sources::plan(client, store, mapping, sources_opts).await?;
-    // One read per source serves the data check and the items shown.
-    let wanted = if skip_data_check {
-        limit
-    } else {
-        limit.max(DATA_CHECK_SAMPLE)
-    };
-    let mut read = Vec::new();
-    for (entity, source) in mapping.entities.iter().zip(&plan) {
-        let table = &entity.source_table;
-        let first = sources::first_records(client, store, table, source, wanted, PREVIEW_STALL);
-        read.push(first.await?);
-    }
-    if !skip_data_check {
-        let samples: Vec<Vec<Item>> = read.iter().map(|(r, _)| sources::images(r)).collect();
-        warnings.extend(judge_data(mapping, &samples)?);
-    }
-    let mut out = String::new();
-    for w in warnings {
-        out.push_str(&format!("warning: {w}\n"));
-    }
-    for (entity, (mut records, from)) in mapping.entities.iter().zip(read) {
-        records.truncate(limit);
-        out.push_str(&format!(
-            "== {} ({} by {} -> {} {}): {} record(s) shown\n",
-            entity.name,
-            entity.source_table,
-            from,
-            mapping.table.name,
-            entity.entity_type,
-            records.len()
-        ));
-        for record in records {
-            out.push_str(&preview_one(mapping, entity, record, width));
-        }
-        out.push('\n');
-    }
-    out.push_str("preview wrote nothing.\n");
-    Ok(out)
-}
-
-/// One record and what it becomes, values cut at `width` characters.
-fn preview_one(mapping: &Mapping, entity: &Entity, record: SourceRecord, width: usize) -> String {
-    let show = |i: &Item| crate::report::clipped(&item_to_json(i), width);
-    let shown = match &record {
-        SourceRecord::Item(i) => format!("  source: {}\n", show(i)),
-        SourceRecord::Change { keys, new, .. } => format!(
-            "  change: {} {}\n",
-            if new.is_some() { "put" } else { "delete" },
-            new.as_ref().map(show).unwrap_or_else(|| key_display(keys))
-        ),
-        SourceRecord::Bad { raw, .. } => {
-            let raw = crate::report::clipped(&serde_json::Value::String(raw.clone()), width);
-            format!("  source line: {raw}\n")
-        }
-        SourceRecord::Target { item, .. } => format!("  made: {}\n", show(item)),
-    };
-    let mut out = shown;
-    for step in steps(entity, mapping, record) {
-        out.push_str(&match step {
-            Step::Write {
-                op: Op::Put, item, ..
-            } => format!("  target: {}\n", show(&item)),
-            Step::Write {
-                op: Op::Delete,
-                item,
-                ..
-            } => format!("  delete: {}\n", key_display(&item)),
-            Step::Filtered(rule) => format!("  filtered: {rule}\n"),
-            Step::Dead(d) => format!("  DEAD-LETTER: {}\n", d.reason),
-        });
-    }
-    out
 }
