@@ -49,6 +49,35 @@ fn where_words(opts: &AwsOptions) -> String {
     format!("endpoint {endpoint}, --request-timeout {secs} s")
 }
 
+/// How long a request may go unanswered before it is reported.
+pub const SLOW: Duration = Duration::from_secs(5);
+
+/// Requests waiting longer than [`SLOW`] now.
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Requests waiting longer than [`SLOW`] now, and where they went.
+pub fn slow_requests() -> (usize, &'static str) {
+    let n = WAITING.load(std::sync::atomic::Ordering::Relaxed);
+    (n, WHERE.get().map_or("", String::as_str))
+}
+
+/// Awaits one request; one unanswered after [`SLOW`] is logged (a warning,
+/// with the endpoint) and counted for the progress until it ends.
+pub async fn noting_slow<F: std::future::Future>(what: &str, request: F) -> F::Output {
+    use std::sync::atomic::Ordering;
+    tokio::pin!(request);
+    tokio::select! {
+        out = &mut request => return out,
+        _ = tokio::time::sleep(SLOW) => {}
+    }
+    let place = WHERE.get().map_or("", String::as_str);
+    tracing::warn!("{what}: no answer after {} s ({place})", SLOW.as_secs());
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    let out = request.await;
+    WAITING.fetch_sub(1, Ordering::Relaxed);
+    out
+}
+
 /// Loads the shared SDK configuration once.
 pub async fn load(opts: &AwsOptions) -> aws_config::SdkConfig {
     let _ = WHERE.set(where_words(opts));

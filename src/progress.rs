@@ -203,10 +203,18 @@ impl Progress {
         ))
     }
 
-    /// The sink's rate as last sampled: achieved, its limit, throttles.
+    /// The sink's rate as last sampled: achieved, its limit, throttles;
+    /// or what the run waits for.
     fn rate_note(&self) -> String {
         if let Some(drain) = self.drain_note() {
             return drain;
+        }
+        let (waiting, place) = crate::aws::slow_requests();
+        if waiting > 0 {
+            return format!(
+                "{waiting} request(s) unanswered for over {} s ({place})",
+                crate::aws::SLOW.as_secs()
+            );
         }
         let Some(r) = self.stats.latest_rate() else {
             return String::new();

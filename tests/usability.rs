@@ -352,3 +352,28 @@ async fn after_a_signal_the_progress_says_what_the_drain_waits_for() {
     assert!(err.contains("interrupted (SIGINT)"), "{err}");
     assert!(err.contains("draining: waiting for"), "{err}");
 }
+
+#[tokio::test]
+async fn a_request_unanswered_for_seconds_is_reported_with_its_endpoint() {
+    let db = Dynoxide::start();
+    let proxy = Proxy::start(&db.endpoint);
+    proxy.faults.lock().unwrap().hang = true;
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 100, 45, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = args(
+        "migrate --create-table --stall-timeout 8s --request-timeout 7 --progress-interval 1s --region us-east-1 --endpoint-url",
+    );
+    let o = bare(dir.path(), &[&run[..], &[&proxy.endpoint]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let place = format!("endpoint {}", proxy.endpoint);
+    assert!(
+        err.contains("BatchWriteItem: no answer after 5 s") && err.contains(&place),
+        "{err}"
+    );
+    assert!(
+        err.contains("unanswered for over 5 s"),
+        "the progress says so: {err}"
+    );
+}

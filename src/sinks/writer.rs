@@ -538,13 +538,13 @@ impl Shared {
                 }
             }
         };
-        let out = self
+        let call = self
             .client
             .batch_write_item()
             .request_items(&self.cfg.table, requests)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+            .send();
+        let out = crate::aws::noting_slow("BatchWriteItem", call).await;
         match out {
             Ok(out) => {
                 let consumed: f64 = out

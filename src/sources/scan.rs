@@ -157,7 +157,8 @@ async fn scan_segment(
             return Ok(read);
         }
         let req = scan_request(client, table, &segment, cfg, start_key.clone());
-        let mut page = match req.send().await {
+        let what = format!("Scan of {table} segment {}", segment.index + 1);
+        let mut page = match crate::aws::noting_slow(&what, req.send()).await {
             Ok(page) => {
                 patience.success();
                 page
