@@ -377,3 +377,47 @@ async fn a_request_unanswered_for_seconds_is_reported_with_its_endpoint() {
         "the progress says so: {err}"
     );
 }
+
+#[tokio::test]
+async fn an_interrupted_plan_leaves_no_temp_files() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 3000, 46, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let run = args("plan --read-rate 5 --page-size 10 --region us-east-1 --endpoint-url");
+    let child = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args(
+            [
+                &run[..],
+                &[&db.endpoint, "--spill-dir", spill.path().to_str().unwrap()],
+            ]
+            .concat(),
+        )
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_dir(spill.path()).unwrap().count(),
+        1,
+        "plan spills while it reads"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("plan stopped, its temp files removed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+}

@@ -585,7 +585,7 @@ fn spawn_signals(
 }
 
 /// Waits for the next stopping signal; its name.
-async fn next_signal() -> Option<&'static str> {
+pub(crate) async fn next_signal() -> Option<&'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -74,8 +74,25 @@ struct Worker {
 
 type Shared = Arc<Mutex<mpsc::Receiver<SourceMsg>>>;
 
-/// Forecasts the migration: reads everything, writes nothing.
+/// Forecasts the migration: reads everything, writes nothing. A signal
+/// stops it at once (nothing to drain: it writes nothing), its temp files
+/// removed.
 pub async fn plan(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    opts: &PlanOptions,
+) -> Result<PlanReport, PipelineError> {
+    tokio::select! {
+        planned = forecast(client, store, mapping, opts) => planned,
+        Some(name) = crate::pipeline::next_signal() => {
+            eprintln!("singletable: interrupted ({name}); plan stopped, its temp files removed");
+            Err(PipelineError::Interrupted)
+        }
+    }
+}
+
+async fn forecast(
     client: &aws_sdk_dynamodb::Client,
     store: &Store,
     mapping: &Mapping,
