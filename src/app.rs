@@ -299,6 +299,8 @@ async fn plan(a: &PlanArgs) -> Result<i32> {
         },
         spill_dir: a.spill_dir.clone(),
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        quiet: a.aws.quiet,
+        progress_every: a.progress_interval,
     };
     let (client, s3) = clients(&a.aws, None).await;
     let report = crate::plan::plan(&client, &store(s3, &a.sources), &mapping, &opts).await?;
@@ -648,6 +650,8 @@ async fn demo_plan(
         prices: crate::plan::report::Prices::default(),
         spill_dir: None,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        quiet: true,
+        progress_every: Duration::from_secs(30),
     };
     let report = crate::plan::plan(client, store, mapping, &opts).await?;
     write_both(

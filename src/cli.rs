@@ -360,6 +360,10 @@ pub struct PlanArgs {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Without a terminal: print a progress line to stderr this often
+    /// (not with --quiet).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -59,7 +59,10 @@ pub struct Progress {
     tables: Vec<Table>,
     total: ProgressBar,
     multi: MultiProgress,
-    stats: Arc<RunStats>,
+    /// Records settled per table.
+    settled: Box<dyn Fn(usize) -> u64 + Send + Sync>,
+    /// The run's counters, for the sink's rate (none for `plan`).
+    stats: Option<Arc<RunStats>>,
     ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// A signal came: the run finishes what it read.
     draining: std::sync::atomic::AtomicBool,
@@ -77,9 +80,22 @@ fn style(template: &str) -> ProgressStyle {
 }
 
 impl Progress {
-    /// Progress over `tables`: (name, expected records, export files), the
-    /// settled counts read from `stats`. Call [`Progress::start`] in a runtime.
+    /// Progress of a run over `tables`: (name, expected records, export
+    /// files), the settled counts read from `stats`. Call
+    /// [`Progress::start`] in a runtime.
     pub fn new(mode: Mode, tables: &[(String, u64, usize)], stats: Arc<RunStats>) -> Progress {
+        let counts = stats.clone();
+        let settled = Box::new(move |i| counts.settled(i));
+        Progress::counting(mode, tables, settled, Some(stats))
+    }
+
+    /// Progress over `tables` with settled counts from `settled` (by table).
+    pub fn counting(
+        mode: Mode,
+        tables: &[(String, u64, usize)],
+        settled: Box<dyn Fn(usize) -> u64 + Send + Sync>,
+        stats: Option<Arc<RunStats>>,
+    ) -> Progress {
         let target = match mode {
             Mode::Bars => ProgressDrawTarget::stderr(),
             _ => ProgressDrawTarget::hidden(),
@@ -113,6 +129,7 @@ impl Progress {
             tables,
             total,
             multi,
+            settled,
             stats,
             ticker: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -139,9 +156,7 @@ impl Progress {
 
     /// (settled in all, per table).
     fn settled(&self) -> (u64, Vec<u64>) {
-        let per: Vec<u64> = (0..self.tables.len())
-            .map(|i| self.stats.settled(i))
-            .collect();
+        let per: Vec<u64> = (0..self.tables.len()).map(|i| (self.settled)(i)).collect();
         (per.iter().sum(), per)
     }
 
@@ -216,7 +231,7 @@ impl Progress {
                 crate::aws::SLOW.as_secs()
             );
         }
-        let Some(r) = self.stats.latest_rate() else {
+        let Some(r) = self.stats.as_ref().and_then(|s| s.latest_rate()) else {
             return String::new();
         };
         let limit = r

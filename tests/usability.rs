@@ -385,7 +385,9 @@ async fn an_interrupted_plan_leaves_no_temp_files() {
     load_legacy(&c, 3000, 46, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
-    let run = args("plan --read-rate 5 --page-size 10 --region us-east-1 --endpoint-url");
+    let run = args(
+        "plan --read-rate 5 --page-size 10 --progress-interval 300ms --region us-east-1 --endpoint-url",
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_singletable"))
         .current_dir(dir.path())
         .args(
@@ -419,5 +421,6 @@ async fn an_interrupted_plan_leaves_no_temp_files() {
         "{}",
         text(&o)
     );
+    assert!(text(&o).contains("singletable: progress: "), "{}", text(&o));
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
 }

@@ -17,6 +17,7 @@ pub mod tally;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 use crate::item::{item_size, item_to_json, key_text, project, write_units, Item};
 use crate::mapping::Mapping;
 use crate::pipeline::{steps, PipelineError, Step};
+use crate::progress::{Mode as ProgressMode, Progress};
 use crate::sinks::batcher::Op;
 use crate::sinks::dead_letter::{self, DeadLetter};
 use crate::sources::export::Store;
@@ -59,6 +61,10 @@ pub struct PlanOptions {
     pub spill_dir: Option<PathBuf>,
     /// Workers transforming at once (default: one per core).
     pub workers: usize,
+    /// No progress.
+    pub quiet: bool,
+    /// Without a terminal: a progress line this often.
+    pub progress_every: std::time::Duration,
 }
 
 /// One worker's state.
@@ -70,6 +76,8 @@ struct Worker {
     /// (index: 0 the table, i the i-th index; partition key) -> write units.
     hot: HashMap<(usize, String), u64>,
     dead: Option<mpsc::Sender<DeadLetter>>,
+    /// Records transformed, per entity (the progress).
+    done: Arc<Vec<AtomicU64>>,
 }
 
 type Shared = Arc<Mutex<mpsc::Receiver<SourceMsg>>>;
@@ -106,7 +114,14 @@ async fn forecast(
     let workers = opts.workers.max(1);
     let (dead_tx, dead_task) = dead_letters(mapping, opts).await?;
     let mut tallies = vec![EntityTally::default(); mapping.entities.len()];
-    let readers = Readers::plain(client, store, &opts.scan, opts.read_concurrency, &plan);
+    let done: Arc<Vec<AtomicU64>> = Arc::new(plan.iter().map(|_| AtomicU64::new(0)).collect());
+    let progress = progress(mapping, &plan, opts, &done);
+    let (p, pf) = (progress.clone(), progress.clone());
+    let readers = Readers {
+        on_records: Arc::new(move |e, n| p.inc(e, n)),
+        on_file: Arc::new(move |e| pf.file_done(e)),
+        ..Readers::plain(client, store, &opts.scan, opts.read_concurrency, &plan)
+    };
     let shared_mapping = Arc::new(mapping.clone());
     let mut worker_count = 0;
     for phase in 0..sources::phases(&plan) {
@@ -124,6 +139,7 @@ async fn forecast(
                 hot_spill: spill.writer("hot", worker_count).map_err(spill_error)?,
                 hot: HashMap::new(),
                 dead: dead_tx.clone(),
+                done: done.clone(),
             };
             worker_count += 1;
             running.push(tokio::spawn(w.run(rx.clone(), phase)));
@@ -143,6 +159,7 @@ async fn forecast(
             }
         }
     }
+    progress.finish();
     drop(dead_tx);
     if let Some(task) = dead_task {
         task.await
@@ -162,6 +179,27 @@ async fn forecast(
         seconds: clock.elapsed().as_secs_f64(),
     };
     Ok(report::build(inputs, opts))
+}
+
+/// The progress of the reading: records transformed of those expected.
+fn progress(
+    mapping: &Mapping,
+    plan: &[EntitySource],
+    opts: &PlanOptions,
+    done: &Arc<Vec<AtomicU64>>,
+) -> Arc<Progress> {
+    let tables: Vec<(String, u64, usize)> = mapping
+        .entities
+        .iter()
+        .zip(plan)
+        .map(|(e, s)| (e.source_table.clone(), s.expected(), s.files()))
+        .collect();
+    let counts = done.clone();
+    let settled = Box::new(move |i: usize| counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed)));
+    let mode = ProgressMode::detect(opts.quiet, opts.progress_every);
+    let progress = Arc::new(Progress::counting(mode, &tables, settled, None));
+    progress.start();
+    progress
 }
 
 fn spill_error(e: std::io::Error) -> PipelineError {
@@ -231,6 +269,9 @@ impl Worker {
             SourceRecord::Change { keys, .. } => keys.clone(),
             _ => Item::new(),
         };
+        if let Some(n) = self.done.get(e) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         let t = &mut self.entities[e];
         t.read += 1;
         t.source_bytes += source_bytes(&record) as u64;
