@@ -750,6 +750,16 @@ pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> std::io::R
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn long_values_are_cut_with_their_length_and_short_ones_kept() {
+        let v = serde_json::json!({"content": {"S": "x".repeat(500)}, "n": {"N": "5"}, "l": [{"S": "ok"}]});
+        let shown = clipped(&v, 8);
+        assert_eq!(
+            shown,
+            r#"{"content":{"S":"xxxxxxxx…" (500 bytes)},"n":{"N":"5"},"l":[{"S":"ok"}]}"#
+        );
+    }
     use super::*;
 
     #[test]

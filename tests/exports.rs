@@ -336,6 +336,23 @@ async fn a_truncated_and_a_corrupt_gzip_are_errors_naming_the_file() {
     refresh_all_checksums(&export);
     let name = file.file_name().unwrap().to_str().unwrap();
     migrate_fails_with(d, &db.endpoint, &[name, "cannot decompress"]);
+    // The report says what stopped the run, and what was written before.
+    let run = args(
+        "migrate --exports-file exports.txt --create-table --fresh --skip-data-check --report r.json",
+    );
+    let o = singletable(d, &db.endpoint, &[&run[..], &["--mapping", &m()]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let r = report(d, "r.json");
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.contains(name)),
+        "{r:#}"
+    );
+    assert!(
+        r["warnings"]
+            .to_string()
+            .contains("were written or deleted before it"),
+        "{r:#}"
+    );
 
     let mut corrupt = bytes.clone();
     for b in corrupt.iter_mut().skip(20).take(40) {

@@ -424,3 +424,26 @@ async fn an_interrupted_plan_leaves_no_temp_files() {
     assert!(text(&o).contains("singletable: progress: "), "{}", text(&o));
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn verify_of_a_missing_target_gives_verify_s_own_hint() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 50, 47, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = singletable(
+        dir.path(),
+        &db.endpoint,
+        &args("verify --target-table not-there"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("target table not-there: does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--target-table") && !err.contains("--create-table"),
+        "{err}"
+    );
+}

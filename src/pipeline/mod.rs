@@ -101,6 +101,8 @@ pub enum PipelineError {
     State(#[from] crate::checkpoint::StateError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
+    #[error("target table {table}: {message}")]
+    Target { table: String, message: String },
     #[error("{0} unit(s) of work were read but not all acknowledged; the state is kept as stopped, and --resume redoes them")]
     Unacknowledged(usize),
 }

@@ -77,7 +77,7 @@ pub struct TableInfo {
 pub enum SourceError {
     #[error("source table {table} does not exist (entity {entity})")]
     Missing { table: String, entity: String },
-    #[error("source table {table}: {message}")]
+    #[error("source table {table}: DescribeTable: {message}")]
     Describe { table: String, message: String },
     #[error("source table {table}: its key is {actual:?} but the mapping's source_key for entity {entity} says {expected:?}")]
     KeyMismatch {

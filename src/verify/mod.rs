@@ -484,14 +484,15 @@ pub async fn verify(
     let clock = std::time::Instant::now();
     let (plan, mut warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
     let name = &mapping.table.name;
-    let target_error = |message: String| crate::sources::SourceError::Describe {
+    let target_error = |message: String| PipelineError::Target {
         table: name.clone(),
         message,
     };
+    let missing = "does not exist, so there is nothing to verify; migrate into it first, or name the table the migration wrote with --target-table (or DYNAMODB_TABLE_NAME)";
     let desc = crate::aws::describe_table(client, name)
         .await
         .map_err(target_error)?
-        .ok_or_else(|| target_error("the target table does not exist: nothing to verify".into()))?;
+        .ok_or_else(|| target_error(missing.into()))?;
     let target = TableInfo {
         name: mapping.table.name.clone(),
         key: mapping
