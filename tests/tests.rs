@@ -682,7 +682,7 @@ async fn missing_sources_and_a_mismatched_target_are_clear_errors() {
     let (code, _, out) = verify(dir.path(), &db.endpoint, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("the target table does not exist: nothing to verify"),
+        out.contains("does not exist, so there is nothing to verify"),
         "{out}"
     );
     c.create_table()
