@@ -3,6 +3,11 @@
 
 use clap::Parser as _;
 
+/// mimalloc: the hot path allocates many small values (attribute maps,
+/// strings); see BENCHMARKS.md for what it saves.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = singletable::cli::Cli::parse();
     logs(cli.verbose, cli.quiet());
