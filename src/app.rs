@@ -197,12 +197,8 @@ fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions>
 /// The target table and where it is, for the state's fingerprint.
 fn target_words(table: &str, a: &AwsArgs) -> String {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let endpoint = a
-        .endpoint_url
-        .clone()
-        .or_else(|| env("AWS_ENDPOINT_URL_DYNAMODB"))
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-        .unwrap_or_else(|| "AWS".into());
+    let endpoint =
+        crate::aws::dynamodb_endpoint(a.endpoint_url.as_deref()).unwrap_or_else(|| "AWS".into());
     let region = a
         .region
         .clone()

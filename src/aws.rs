@@ -34,13 +34,18 @@ const LOCAL_REGION: &str = "us-east-1";
 /// once, when the configuration is loaded (there is one per process).
 static WHERE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-fn where_words(opts: &AwsOptions) -> String {
+/// Where DynamoDB requests go when not to AWS: `--endpoint-url`, else the
+/// SDK's environment variables (the DynamoDB one first).
+pub fn dynamodb_endpoint(endpoint_url: Option<&str>) -> Option<String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let endpoint = opts
-        .endpoint_url
-        .clone()
+    endpoint_url
+        .map(str::to_string)
         .or_else(|| env("AWS_ENDPOINT_URL_DYNAMODB"))
         .or_else(|| env("AWS_ENDPOINT_URL"))
+}
+
+fn where_words(opts: &AwsOptions) -> String {
+    let endpoint = dynamodb_endpoint(opts.endpoint_url.as_deref())
         .unwrap_or_else(|| "AWS (the region's endpoint)".into());
     let secs = opts
         .attempt_timeout

@@ -116,7 +116,7 @@ impl RunStats {
         let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
         let last = reasons.len() - 1;
         let map = &mut reasons[entity.min(last)];
-        let mut key = format!("{}: {}", stage.as_str(), reason_kind(stage, reason));
+        let mut key = reason_key(stage, reason);
         if !counted {
             key = format!("clean-up delete, {key}");
         }
@@ -716,6 +716,11 @@ fn clip_into(out: &mut String, v: &serde_json::Value, max: usize) {
         }
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// How a reason is counted in reports: "stage: kind".
+pub fn reason_key(stage: Stage, reason: &str) -> String {
+    format!("{}: {}", stage.as_str(), reason_kind(stage, reason))
 }
 
 /// A reason without what is particular to one record (the `file:line: `

@@ -7,14 +7,34 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-fn bare(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir)
+/// The binary in `dir` with `args` and test credentials, nothing else added.
+fn command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_singletable"));
+    cmd.current_dir(dir)
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap()
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    cmd
+}
+
+fn bare(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    command(dir, args).output().unwrap()
+}
+
+/// Starts the binary with its output captured.
+fn spawn(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let mut cmd = command(dir, args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// Sends SIGINT to a child.
+fn interrupt(child: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
 }
 
 #[test]
@@ -75,16 +95,8 @@ async fn a_closed_pipe_ends_quietly_and_a_run_without_a_terminal_says_where_it_i
     load_legacy(&c, 3000, 41, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     // `preview | head -1`: the reader goes after one line of a long output.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir.path())
-        .args(args("preview -n 200 --region us-east-1 --endpoint-url"))
-        .arg(&db.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let preview = args("preview -n 200 --region us-east-1 --endpoint-url");
+    let mut child = spawn(dir.path(), &[&preview[..], &[&db.endpoint]].concat());
     let mut first = [0u8; 64];
     child
         .stdout
@@ -279,11 +291,7 @@ async fn verbose_logs_say_where_requests_go_and_each_phase() {
         "no colours without a terminal: {err}"
     );
     let quiet = args("preview -q --region us-east-1 --endpoint-url");
-    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir.path())
-        .args([&quiet[..], &[&db.endpoint]].concat())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+    let o = command(dir.path(), &[&quiet[..], &[&db.endpoint]].concat())
         .env("RUST_LOG", "singletable=info")
         .output()
         .unwrap();
@@ -331,21 +339,9 @@ async fn after_a_signal_the_progress_says_what_the_drain_waits_for() {
     load_legacy(&c, 4000, 44, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let run = args("migrate --create-table --write-rate 500 --progress-interval 200ms --region us-east-1 --endpoint-url");
-    let child = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir.path())
-        .args([&run[..], &[&db.endpoint]].concat())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(dir.path(), &[&run[..], &[&db.endpoint]].concat());
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -388,32 +384,18 @@ async fn an_interrupted_plan_leaves_no_temp_files() {
     let run = args(
         "plan --read-rate 5 --page-size 10 --progress-interval 300ms --region us-east-1 --endpoint-url",
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir.path())
-        .args(
-            [
-                &run[..],
-                &[&db.endpoint, "--spill-dir", spill.path().to_str().unwrap()],
-            ]
-            .concat(),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let spill_dir = ["--spill-dir", spill.path().to_str().unwrap()];
+    let child = spawn(
+        dir.path(),
+        &[&run[..], &[&db.endpoint], &spill_dir].concat(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(
         std::fs::read_dir(spill.path()).unwrap().count(),
         1,
         "plan spills while it reads"
     );
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(

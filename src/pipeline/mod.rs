@@ -20,17 +20,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub mod preview;
 pub mod replay;
 mod stage;
 pub mod state;
 
-pub use stage::{steps, Step};
+pub use stage::{source_key, steps, Step};
 pub use state::StateOptions;
 
-use crate::checkpoint::{State, StateLock, Status, Tracker};
+use crate::checkpoint::{State, StateLock, Status, Tracker, UnitState};
 use crate::item::Item;
 use crate::mapping::{data_check, Mapping};
 use crate::progress::{Mode as ProgressMode, Progress};
@@ -197,11 +197,8 @@ pub async fn migrate(
     // The state exists from the start: a kill at any point leaves one.
     saver.save_running()?;
     let saving = saver.clone().spawn(opts.state.every);
-    let readers = Readers {
-        units: Arc::new(begun.units),
-        tracker: Some(tracker.clone()),
-        ..readers(client, store, opts, &stats, &stages)
-    };
+    let work = (begun.units, tracker.clone());
+    let readers = readers((client, store), opts, &stats, &stages, work);
     let phases = Phases {
         plan: &plan,
         readers: &readers,
@@ -419,19 +416,15 @@ fn writer_config(mapping: &Mapping, opts: &MigrateOptions) -> writer::WriterConf
 
 /// What every source task shares, and the progress bars they move.
 fn readers(
-    client: &aws_sdk_dynamodb::Client,
-    store: &Store,
+    (client, store): (&aws_sdk_dynamodb::Client, &Store),
     opts: &MigrateOptions,
     stats: &Arc<RunStats>,
     stages: &Stages,
+    (units, tracker): (Vec<UnitState>, Arc<Tracker>),
 ) -> Readers {
     let progress = stages.progress.clone();
     let (p, pf, produced) = (progress.clone(), progress, stats.clone());
     Readers {
-        client: client.clone(),
-        store: store.clone(),
-        scan: opts.scan.clone(),
-        permits: Arc::new(Semaphore::new(opts.read_concurrency.max(1))),
         shutdown: stages.shutdown_rx.clone(),
         on_records: Arc::new(move |e, n| {
             // Counted where records are produced, apart from the transform.
@@ -439,8 +432,9 @@ fn readers(
             p.inc(e, n)
         }),
         on_file: Arc::new(move |e| pf.file_done(e)),
-        units: Arc::new(Vec::new()),
-        tracker: None,
+        units: Arc::new(units),
+        tracker: Some(tracker),
+        ..Readers::plain(client, store, &opts.scan, opts.read_concurrency, &[])
     }
 }
 

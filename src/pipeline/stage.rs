@@ -249,8 +249,9 @@ impl Taken<'_> {
     }
 }
 
-/// The legacy key of a record, for dead letters.
-fn source_key(names: &[&str], record: &SourceRecord) -> Item {
+/// The legacy key of a record (`names` are the entity's key attributes),
+/// for dead letters and collision listings.
+pub fn source_key(names: &[&str], record: &SourceRecord) -> Item {
     match record {
         SourceRecord::Item(i) => project(i, names),
         SourceRecord::Change { keys, .. } => keys.clone(),

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 
-use crate::item::{item_size, item_to_json, key_text, project, write_units, Item};
-use crate::mapping::Mapping;
+use crate::item::{item_size, item_to_json, key_text, write_units, Item};
+use crate::mapping::{Entity, Mapping};
 use crate::pipeline::{steps, PipelineError, Step};
 use crate::progress::{Mode as ProgressMode, Progress};
 use crate::sinks::batcher::Op;
@@ -81,6 +81,14 @@ struct Worker {
 }
 
 type Shared = Arc<Mutex<mpsc::Receiver<SourceMsg>>>;
+
+/// Key attribute names of one batch's entity.
+struct Names<'a> {
+    /// The legacy key.
+    source: Vec<&'a str>,
+    /// The target's primary key.
+    target: Vec<&'a str>,
+}
 
 /// Forecasts the migration: reads everything, writes nothing. A signal
 /// stops it at once (nothing to drain: it writes nothing), its temp files
@@ -244,8 +252,19 @@ impl Worker {
                 }
                 continue;
             };
+            let mapping = self.mapping.clone();
+            let Some(entity) = mapping.entities.get(batch.entity) else {
+                continue;
+            };
+            // Worked out once a batch, not once a record.
+            let names = Names {
+                source: entity.source_key.iter().map(String::as_str).collect(),
+                target: mapping.table.primary_key(),
+            };
             for record in batch.records {
-                self.record(batch.entity, record, phase == 0).await?;
+                let first = phase == 0;
+                self.record((batch.entity, entity), record, first, &names)
+                    .await?;
             }
             if self.hot.len() >= HOT_IN_MEMORY {
                 self.spill_hot()?;
@@ -257,18 +276,16 @@ impl Worker {
         Ok(self.entities)
     }
 
-    /// One record: what it would become, counted.
-    async fn record(&mut self, e: usize, record: SourceRecord, first: bool) -> std::io::Result<()> {
+    /// One record of entity `e`: what it would become, counted.
+    async fn record(
+        &mut self,
+        (e, entity): (usize, &Entity),
+        record: SourceRecord,
+        first: bool,
+        names: &Names<'_>,
+    ) -> std::io::Result<()> {
         let mapping = self.mapping.clone();
-        let Some(entity) = mapping.entities.get(e) else {
-            return Ok(());
-        };
-        let names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
-        let source_key = match &record {
-            SourceRecord::Item(i) => project(i, &names),
-            SourceRecord::Change { keys, .. } => keys.clone(),
-            _ => Item::new(),
-        };
+        let source_key = crate::pipeline::source_key(&names.source, &record);
         if let Some(n) = self.done.get(e) {
             n.fetch_add(1, Ordering::Relaxed);
         }
@@ -280,10 +297,9 @@ impl Worker {
                 Step::Write { op, item, counted } => {
                     self.write(e, op, &item, counted)?;
                     if first && counted && op == Op::Put {
-                        let names = mapping.table.primary_key();
-                        let key = key_text(&item, &names);
+                        let key = key_text(&item, &names.target);
                         let shown: Vec<String> =
-                            names.iter().map(|n| attr_text(&item, n)).collect();
+                            names.target.iter().map(|n| attr_text(&item, n)).collect();
                         let source = item_to_json(&source_key).to_string();
                         let line = serde_json::json!([key, e, source, shown.join(" / ")]);
                         self.keys.push(&key, &line.to_string())?;
@@ -294,8 +310,7 @@ impl Worker {
                 }
                 Step::Dead(dead) => {
                     let dl = dead.letter(e, source_key.clone(), None);
-                    let kind = crate::report::reason_kind(dl.stage, &dl.reason);
-                    let key = format!("{}: {kind}", dl.stage.as_str());
+                    let key = crate::report::reason_key(dl.stage, &dl.reason);
                     *self.entities[e].dead.entry(key).or_default() += 1;
                     if let Some(tx) = &self.dead {
                         let _ = tx.send(dl).await;
