@@ -70,10 +70,49 @@ pub fn value_size(v: &AttributeValue) -> usize {
 /// A number's size: one byte per two significant digits, plus one. An
 /// unparsable number is counted by its text length, which over-estimates.
 fn number_size(n: &str) -> usize {
-    match Decimal::parse(n) {
-        Ok(d) => d.digits.len().div_ceil(2) + 1,
-        Err(_) => n.len() + 1,
+    match number_shape(n) {
+        Some(s) => s.digits.div_ceil(2) + 1,
+        None => n.len() + 1,
     }
+}
+
+/// What DynamoDB's number rules look at, read without allocating: how many
+/// significant digits, and the power of ten of the leading one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    /// Significant digits (no leading or trailing zeros); 0 for zero.
+    digits: usize,
+    /// The leading digit's power of ten (meaningless for zero).
+    lead: i64,
+}
+
+/// The shape of a number in DynamoDB syntax, or `None` when it is not one.
+/// Agrees with [`Decimal::parse`] (`digits` is its digit count).
+fn number_shape(text: &str) -> Option<Shape> {
+    let t = text.trim();
+    let rest = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    let all = || int_part.bytes().chain(frac_part.bytes());
+    if !all().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let Some(first) = all().position(|b| b != b'0') else {
+        return Some(Shape { digits: 0, lead: 0 });
+    };
+    let n = int_part.len() + frac_part.len();
+    let trailing = all().rev().take_while(|&b| b == b'0').count();
+    let lead = exp.saturating_add(int_part.len() as i64 - 1 - first as i64);
+    Some(Shape {
+        digits: n - trailing - first,
+        lead,
+    })
 }
 
 /// Write units one put of `size` bytes costs: one per started KB, once for
@@ -149,6 +188,20 @@ impl Decimal {
             digits: trimmed.to_string(),
             exponent,
         })
+    }
+
+    /// Checks DynamoDB's number syntax and limits (38 digits,
+    /// 1E-130..<1E+126) without building the number: the same verdict as
+    /// [`Decimal::parse_dynamodb`], for the hot path.
+    pub fn check_dynamodb(text: &str) -> Result<(), NumberError> {
+        let shape = number_shape(text).ok_or_else(|| NumberError::Syntax(text.to_string()))?;
+        if shape.digits > 38 {
+            return Err(NumberError::TooPrecise(text.to_string()));
+        }
+        if shape.digits > 0 && !(-130..=125).contains(&shape.lead) {
+            return Err(NumberError::OutOfRange(text.to_string()));
+        }
+        Ok(())
     }
 
     /// Parses and checks DynamoDB's limits (38 digits, 1E-130..<1E+126).
@@ -383,7 +436,7 @@ pub fn value_from_json(v: &Value, path: &str) -> Result<AttributeValue, JsonValu
             .map_err(|e| err(format!("bad base64: {e}")))
     };
     let number = |s: String| -> Result<String, JsonValueError> {
-        Decimal::parse_dynamodb(&s).map_err(|e| err(e.to_string()))?;
+        Decimal::check_dynamodb(&s).map_err(|e| err(e.to_string()))?;
         Ok(s)
     };
     Ok(match ty.as_str() {
@@ -468,26 +521,62 @@ pub fn key_text(item: &Item, key_names: &[&str]) -> String {
     out
 }
 
-/// The exact length of an item in DynamoDB JSON, as the SDK sends it.
+/// The exact length of an item in DynamoDB JSON, as the SDK sends it:
+/// counted from the values (the same bytes [`JsonItem`] would write,
+/// without writing them).
 pub fn wire_bytes(item: &Item) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
+    // `{` `}`, a comma between entries, and per entry `"name":`.
+    2 + item.len().saturating_sub(1)
+        + item
+            .iter()
+            .map(|(k, v)| json_str_len(k) + 1 + value_wire_bytes(v))
+            .sum::<usize>()
+}
+
+/// The length of one value in DynamoDB JSON: `{"S":"x"}` and its kin.
+fn value_wire_bytes(v: &AttributeValue) -> usize {
+    // `{"` + tag + `":` ... `}`
+    let wrap = |tag: &str, inner: usize| 5 + tag.len() + inner;
+    let list = |sizes: &mut dyn Iterator<Item = usize>| {
+        let (mut n, mut total) = (0usize, 0usize);
+        for s in sizes {
+            n += 1;
+            total += s;
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        2 + n.saturating_sub(1) + total
+    };
+    let b64 = |len: usize| 2 + len.div_ceil(3) * 4;
+    match v {
+        AttributeValue::S(s) => wrap("S", json_str_len(s)),
+        AttributeValue::N(n) => wrap("N", json_str_len(n)),
+        AttributeValue::B(b) => wrap("B", b64(b.as_ref().len())),
+        AttributeValue::Bool(b) => wrap("BOOL", if *b { 4 } else { 5 }),
+        AttributeValue::Null(b) => wrap("NULL", if *b { 4 } else { 5 }),
+        AttributeValue::M(m) => wrap("M", wire_bytes(m)),
+        AttributeValue::L(l) => wrap("L", list(&mut l.iter().map(value_wire_bytes))),
+        AttributeValue::Ss(s) => wrap("SS", list(&mut s.iter().map(|x| json_str_len(x)))),
+        AttributeValue::Ns(s) => wrap("NS", list(&mut s.iter().map(|x| json_str_len(x)))),
+        AttributeValue::Bs(s) => wrap("BS", list(&mut s.iter().map(|b| b64(b.as_ref().len())))),
+        _ => wrap("unknown", 4),
     }
-    let mut c = Count(0);
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, &JsonItem(item));
-    c.0
+}
+
+/// The length of a string as a JSON string literal, quotes included:
+/// `"` and `\` take two bytes, control characters two (`\n`) or six
+/// (`\u001f`), everything else its UTF-8 bytes.
+fn json_str_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -590,7 +679,7 @@ mod tests {
         assert!(item_from_json(&v).is_err());
     }
 
-    fn arb_value() -> impl Strategy<Value = AttributeValue> {
+    pub(crate) fn arb_value() -> impl Strategy<Value = AttributeValue> {
         let leaf = prop_oneof![
             "[a-zA-Z0-9é日 ]{0,8}".prop_map(AttributeValue::S),
             (-1_000_000i64..1_000_000).prop_map(|n| AttributeValue::N(n.to_string())),
@@ -631,5 +720,54 @@ mod tests {
     fn wire_bytes_is_the_json_length() {
         let item: Item = [("a".to_string(), AttributeValue::S("é".into()))].into();
         assert_eq!(wire_bytes(&item), r#"{"a":{"S":"é"}}"#.len());
+    }
+
+    fn arb_wire_value() -> impl Strategy<Value = AttributeValue> {
+        let text = "[a-z\"\\\\\u{0}-\u{1f}\u{7f}é日]{0,6}";
+        let leaf = prop_oneof![
+            text.prop_map(AttributeValue::S),
+            "-?[0-9]{1,5}(\\.[0-9]{1,3})?".prop_map(AttributeValue::N),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            any::<bool>().prop_map(AttributeValue::Null),
+            proptest::collection::vec(any::<u8>(), 0..10)
+                .prop_map(|b| AttributeValue::B(Blob::new(b))),
+            proptest::collection::vec(text, 0..3).prop_map(AttributeValue::Ss),
+            proptest::collection::vec("[0-9]{1,3}", 0..3).prop_map(AttributeValue::Ns),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..5), 0..3)
+                .prop_map(|v| AttributeValue::Bs(v.into_iter().map(Blob::new).collect())),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(AttributeValue::L),
+                proptest::collection::hash_map("[a-z\"]{1,4}", inner, 0..4)
+                    .prop_map(AttributeValue::M),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The size counted from the values is the serializer's, byte for byte.
+        #[test]
+        fn wire_bytes_counts_what_the_serializer_writes(
+            item in proptest::collection::hash_map("[a-zA-Z\n\"]{0,6}", arb_wire_value(), 0..6)
+        ) {
+            let written = serde_json::to_vec(&JsonItem(&item)).unwrap().len();
+            prop_assert_eq!(wire_bytes(&item), written);
+        }
+
+        /// The allocation-free number check gives parse_dynamodb's verdict,
+        /// and the size counts parse's digits.
+        #[test]
+        fn number_check_agrees_with_the_parser(
+            text in prop_oneof![
+                "[ +-]?[0-9]{0,45}(\\.[0-9]{0,45})?([eE][-+]?[0-9]{1,4})? ?",
+                "[-+.eE0-9a ]{0,8}",
+            ]
+        ) {
+            let parsed = Decimal::parse_dynamodb(&text).map(|_| ());
+            prop_assert_eq!(Decimal::check_dynamodb(&text), parsed);
+            let digits = Decimal::parse(&text).map(|d| d.digits.len()).ok();
+            prop_assert_eq!(number_shape(&text).map(|s| s.digits), digits);
+        }
     }
 }

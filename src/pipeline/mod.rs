@@ -434,6 +434,7 @@ fn readers(
         on_file: Arc::new(move |e| pf.file_done(e)),
         units: Arc::new(units),
         tracker: Some(tracker),
+        prove_first: true,
         ..Readers::plain(client, store, &opts.scan, opts.read_concurrency, &[])
     }
 }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
 use crate::checkpoint::tracker::Outcome as Counted;
@@ -21,8 +22,8 @@ use crate::seen::SeenKeys;
 use crate::sinks::batcher::{Op, WriteRequest};
 use crate::sinks::dead_letter::{DeadLetter, Stage};
 use crate::sinks::writer::SinkMsg;
-use crate::sources::{SourceMsg, SourceRecord};
-use crate::transform::{indexes_landed_in, target_key, transform, Outcome};
+use crate::sources::{SourceBatch, SourceMsg, SourceRecord};
+use crate::transform::{indexes_landed_in, target_key, transform_owned, Owned};
 
 /// What the transform makes of one record.
 #[derive(Debug, PartialEq)]
@@ -73,14 +74,14 @@ impl Dead {
 /// uncounted clean-up delete (an update that moved an item's target key).
 pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<Step> {
     let table = &mapping.table;
-    let put_or_not = |item: Item| match transform(entity, table, &item) {
-        Outcome::Put(target) => Step::Write {
+    let put_or_not = |item: Item| match transform_owned(entity, table, item) {
+        Owned::Put(target) => Step::Write {
             op: Op::Put,
             item: target,
             counted: true,
         },
-        Outcome::Filtered(rule) => Step::Filtered(rule),
-        Outcome::Reject(r) => Step::Dead(Dead {
+        Owned::Filtered(rule) => Step::Filtered(rule),
+        Owned::Reject(r, item) => Step::Dead(Dead {
             reason: r.to_string(),
             op: Op::Put,
             item,
@@ -155,33 +156,54 @@ pub fn steps(entity: &Entity, mapping: &Mapping, record: SourceRecord) -> Vec<St
 /// to a target key an earlier record already wrote is marked as
 /// overwriting it: a collision. `full_phase` is false for a run that
 /// starts after the first phase (a resume, a replay).
+///
+/// The work of a batch (transforming, sizing, keying its writes) runs on
+/// every core, [`PREPARED_AHEAD`] batches per core at a time; what is left
+/// (counting, collisions, handing on) runs here, in the order the batches
+/// came, so that a barrier still follows everything sent before it.
 pub async fn transform_stage(
     mapping: Arc<Mapping>,
-    mut rx: mpsc::Receiver<SourceMsg>,
+    rx: mpsc::Receiver<SourceMsg>,
     out: Outlets,
     stats: Arc<RunStats>,
     expected: u64,
     mut full_phase: bool,
 ) {
-    let key_names: Vec<&str> = mapping.table.primary_key();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let prepare_mapping = mapping.clone();
+    let prepared =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|msg| (msg, rx)) },
+        )
+        .map(move |msg| {
+            let mapping = prepare_mapping.clone();
+            async move {
+                match msg {
+                    SourceMsg::Batch(b) => {
+                        match tokio::spawn(async move { prepare(&mapping, b) }).await {
+                            Ok(batch) => Prepared::Batch(batch),
+                            // A panic stays a panic of this stage, as it was.
+                            Err(e) => std::panic::resume_unwind(e.into_panic()),
+                        }
+                    }
+                    SourceMsg::Barrier(ack) => Prepared::Barrier(ack),
+                }
+            }
+        })
+        .buffered(cores * PREPARED_AHEAD);
+    let mut prepared = std::pin::pin!(prepared);
     let mut seen = SeenKeys::new(expected);
-    while let Some(msg) = rx.recv().await {
+    while let Some(msg) = prepared.next().await {
         let batch = match msg {
-            SourceMsg::Batch(b) => b,
-            SourceMsg::Barrier(ack) => {
+            Prepared::Batch(b) => b,
+            Prepared::Barrier(ack) => {
                 full_phase = false;
                 let _ = out.sink.send(SinkMsg::Barrier(ack)).await;
                 continue;
             }
         };
-        let Some(entity) = mapping.entities.get(batch.entity) else {
-            continue;
-        };
         let mut taken = Taken {
-            mapping: &mapping,
-            key_names: &key_names,
-            source_key_names: entity.source_key.iter().map(String::as_str).collect(),
-            entity,
             index: batch.entity,
             part: batch.part,
             stats: &stats,
@@ -197,14 +219,74 @@ pub async fn transform_stage(
     }
 }
 
-/// One source batch in the transform.
+/// Batches being prepared per core, ahead of the one handed on.
+const PREPARED_AHEAD: usize = 2;
+
+/// A source message once its batch is prepared.
+enum Prepared {
+    Batch(ReadyBatch),
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A source batch, each record's steps worked out.
+struct ReadyBatch {
+    entity: usize,
+    part: Option<Part>,
+    records: Vec<Ready>,
+}
+
+/// One record's legacy key and steps, its writes sized and keyed.
+struct Ready {
+    source_key: Item,
+    steps: Vec<ReadyStep>,
+}
+
+enum ReadyStep {
+    Write(WriteRequest),
+    Filtered,
+    Dead(Dead),
+}
+
+/// The pure work of a batch: what each record becomes. Runs on any core.
+fn prepare(mapping: &Mapping, batch: SourceBatch) -> ReadyBatch {
+    let key_names: Vec<&str> = mapping.table.primary_key();
+    let Some(entity) = mapping.entities.get(batch.entity) else {
+        // No such entity: nothing to make; the batch's ticket settles empty.
+        return ReadyBatch {
+            entity: batch.entity,
+            part: batch.part,
+            records: Vec::new(),
+        };
+    };
+    let source_key_names: Vec<&str> = entity.source_key.iter().map(String::as_str).collect();
+    let records = batch
+        .records
+        .into_iter()
+        .map(|record| Ready {
+            source_key: source_key(&source_key_names, &record),
+            steps: steps(entity, mapping, record)
+                .into_iter()
+                .map(|step| match step {
+                    Step::Write { op, item, counted } => {
+                        let mut req = write_request(mapping, batch.entity, op, item, &key_names);
+                        req.counted = counted;
+                        ReadyStep::Write(req)
+                    }
+                    Step::Filtered(_) => ReadyStep::Filtered,
+                    Step::Dead(dead) => ReadyStep::Dead(dead),
+                })
+                .collect(),
+        })
+        .collect();
+    ReadyBatch {
+        entity: batch.entity,
+        part: batch.part,
+        records,
+    }
+}
+
+/// One prepared batch in the sequencer.
 struct Taken<'a> {
-    mapping: &'a Mapping,
-    /// The target's primary key attributes.
-    key_names: &'a [&'a str],
-    /// The entity's legacy key attributes.
-    source_key_names: Vec<&'a str>,
-    entity: &'a Entity,
     index: usize,
     part: Option<Part>,
     stats: &'a RunStats,
@@ -214,28 +296,36 @@ struct Taken<'a> {
 
 impl Taken<'_> {
     /// Counts one record and hands on what it becomes.
-    async fn one(&mut self, record: SourceRecord, out: &Outlets) {
+    async fn one(&mut self, record: Ready, out: &Outlets) {
         let c = self.stats.entity(self.index);
         RunStats::add(&c.read, 1);
         self.count(Counted::Read);
-        let source_key = source_key(&self.source_key_names, &record);
-        for step in steps(self.entity, self.mapping, record) {
+        let Ready {
+            mut source_key,
+            steps,
+        } = record;
+        let last = steps.len().saturating_sub(1);
+        for (i, step) in steps.into_iter().enumerate() {
+            // The last step takes the key; any before it get a copy.
+            let key = if i == last {
+                std::mem::take(&mut source_key)
+            } else {
+                source_key.clone()
+            };
             match step {
-                Step::Write { op, item, counted } => {
-                    let mut req = write_request(self.mapping, self.index, op, item, self.key_names);
-                    req.counted = counted;
-                    req.source_key = source_key.clone();
-                    let put = counted && op == Op::Put;
+                ReadyStep::Write(mut req) => {
+                    req.source_key = key;
+                    let put = req.counted && req.op == Op::Put;
                     req.overwrites = put && self.seen.as_mut().is_some_and(|s| s.insert(&req.key));
                     req.part = self.part.clone();
                     out.write(req).await;
                 }
-                Step::Filtered(_) => {
+                ReadyStep::Filtered => {
                     RunStats::add(&c.filtered, 1);
                     self.count(Counted::Filtered);
                 }
-                Step::Dead(dead) => {
-                    let dl = dead.letter(self.index, source_key.clone(), self.part.clone());
+                ReadyStep::Dead(dead) => {
+                    let dl = dead.letter(self.index, key, self.part.clone());
                     let _ = out.dead.send(dl).await;
                 }
             }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 
-use crate::item::{item_size, item_to_json, key_text, write_units, Item};
+use crate::item::{item_size, key_text, write_units, Item, JsonItem};
 use crate::mapping::{Entity, Mapping};
 use crate::pipeline::{steps, PipelineError, Step};
 use crate::progress::{Mode as ProgressMode, Progress};
@@ -300,9 +300,9 @@ impl Worker {
                         let key = key_text(&item, &names.target);
                         let shown: Vec<String> =
                             names.target.iter().map(|n| attr_text(&item, n)).collect();
-                        let source = item_to_json(&source_key).to_string();
-                        let line = serde_json::json!([key, e, source, shown.join(" / ")]);
-                        self.keys.push(&key, &line.to_string())?;
+                        let source = serde_json::to_string(&JsonItem(&source_key))?;
+                        let line = serde_json::to_string(&(&key, e, source, shown.join(" / ")))?;
+                        self.keys.push(&key, &line)?;
                     }
                 }
                 Step::Filtered(rule) => {
@@ -359,7 +359,7 @@ impl Worker {
 
     fn spill_hot(&mut self) -> std::io::Result<()> {
         for ((index, pk), units) in self.hot.drain() {
-            let line = serde_json::json!([index, pk, units]).to_string();
+            let line = serde_json::to_string(&(index, &pk, units))?;
             self.hot_spill.push(&pk, &line)?;
         }
         Ok(())
@@ -403,14 +403,15 @@ fn find_collisions(
     for p in 0..spill.partitions {
         let mut by_key: HashMap<String, (String, Records)> = HashMap::new();
         spill.read_partition("keys", workers, p, |line| {
-            if let Ok(serde_json::Value::Array(v)) = serde_json::from_str(line) {
-                let text = |i: usize| v.get(i).and_then(|k| k.as_str()).unwrap_or_default();
-                let e = v.get(1).and_then(|e| e.as_u64()).unwrap_or_default() as usize;
-                let entry = by_key.entry(text(0).to_string()).or_default();
+            // Lines this run wrote: [target key, entity, source key, shown].
+            if let Ok((key, e, source, shown)) =
+                serde_json::from_str::<(String, usize, String, String)>(line)
+            {
+                let entry = by_key.entry(key).or_default();
                 if entry.0.is_empty() {
-                    entry.0 = text(3).to_string();
+                    entry.0 = shown;
                 }
-                entry.1.push((e, text(2).to_string()));
+                entry.1.push((e, source));
             }
         })?;
         let mut found: Vec<(String, Records)> =
@@ -460,11 +461,9 @@ fn hot_partitions(
     for p in 0..spill.partitions {
         let mut sums: HashMap<(usize, String), u64> = HashMap::new();
         spill.read_partition("hot", workers, p, |line| {
-            if let Ok(serde_json::Value::Array(v)) = serde_json::from_str(line) {
-                let i = v.first().and_then(|x| x.as_u64()).unwrap_or_default() as usize;
-                let pk = v.get(1).and_then(|x| x.as_str()).unwrap_or_default();
-                let units = v.get(2).and_then(|x| x.as_u64()).unwrap_or_default();
-                *sums.entry((i, pk.to_string())).or_default() += units;
+            // Lines this run wrote: [table or index, partition key, units].
+            if let Ok((i, pk, units)) = serde_json::from_str::<(usize, String, u64)>(line) {
+                *sums.entry((i, pk)).or_default() += units;
             }
         })?;
         for ((i, pk), units) in sums {

@@ -523,7 +523,9 @@ async fn read_once(
     let hashing = BufReader::with_capacity(64 * 1024, Md5Reader::new(opened.reader));
     let mut gz = async_compression::tokio::bufread::GzipDecoder::new(hashing);
     gz.multiple_members(true);
-    let mut lines = BufReader::with_capacity(64 * 1024, gz).lines();
+    let mut lines = BufReader::with_capacity(64 * 1024, gz);
+    // One buffer for every line of the file.
+    let mut buf = Vec::with_capacity(4096);
     // A body cut short by the network, not a bad file: read it again.
     let cut_short = |lines: &mut Decoded| opened.len.is_some_and(|len| bytes_read(lines) < len);
     let skip = *sent;
@@ -535,15 +537,22 @@ async fn read_once(
             outcome.interrupted = true;
             break;
         }
-        let line = match lines.next_line().await {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
+        buf.clear();
+        match lines.read_until(b'\n', &mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(e) => {
                 return Err(Failure {
                     transient: cut_short(&mut lines),
                     error: at(line_no + 1, format!("cannot decompress: {e}")),
                 })
             }
+        }
+        let Ok(line) = std::str::from_utf8(trim_newline(&buf)) else {
+            return Err(Failure::lasting(at(
+                line_no + 1,
+                "cannot decompress: stream did not contain valid UTF-8".into(),
+            )));
         };
         line_no += 1;
         if line.trim().is_empty() {
@@ -553,13 +562,13 @@ async fn read_once(
         if outcome.records <= skip {
             continue;
         }
-        let record = match parse_line(export.format, export.incremental, &line) {
+        let record = match parse_line(export.format, export.incremental, line) {
             Ok(Record::Item(i)) => SourceRecord::Item(i),
             Ok(Record::Change { keys, new, old }) => SourceRecord::Change { keys, new, old },
             Err(LineError::Structure(m)) => return Err(Failure::lasting(at(line_no, m))),
             Err(LineError::Value(m)) => SourceRecord::Bad {
                 reason: format!("{name}:{line_no}: {m}"),
-                raw: line,
+                raw: line.to_string(),
             },
         };
         batch.push(record);
@@ -582,7 +591,7 @@ async fn read_once(
         return Ok(outcome);
     }
     // Hash whatever the decoder left unread, then compare.
-    let mut hashing = lines.into_inner().into_inner().into_inner();
+    let mut hashing = lines.into_inner().into_inner();
     let mut rest = Vec::new();
     hashing.read_to_end(&mut rest).await.map_err(|e| Failure {
         transient: opened.len.is_some(),
@@ -595,17 +604,21 @@ async fn read_once(
 }
 
 /// The line reader over the gunzipped, hashed bytes of one object.
-type Decoded = tokio::io::Lines<
-    BufReader<
-        async_compression::tokio::bufread::GzipDecoder<
-            BufReader<Md5Reader<Box<dyn AsyncRead + Send + Unpin>>>,
-        >,
+type Decoded = BufReader<
+    async_compression::tokio::bufread::GzipDecoder<
+        BufReader<Md5Reader<Box<dyn AsyncRead + Send + Unpin>>>,
     >,
 >;
 
 /// Bytes of the object read so far.
 fn bytes_read(lines: &mut Decoded) -> u64 {
-    lines.get_mut().get_ref().get_ref().get_ref().bytes
+    lines.get_ref().get_ref().get_ref().bytes
+}
+
+/// A line without its `\n` (or `\r\n`), as `lines()` gives it.
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 async fn send(out: &FileSink<'_>, name: &str, records: Vec<SourceRecord>) -> Result<(), Failure> {

@@ -521,11 +521,15 @@ pub struct Readers {
     pub units: Arc<Vec<UnitState>>,
     /// Issues the tickets of every batch when the run keeps a state.
     pub tracker: Option<Arc<crate::checkpoint::Tracker>>,
+    /// Prove each export file (MD5, record count) in a pass of its own
+    /// before any of its records goes on: for runs that write. A run that
+    /// writes nothing checks the same in its one pass, and fails as surely.
+    pub prove_first: bool,
 }
 
 impl Readers {
-    /// Readers of a whole plan that keep no state and show no progress
-    /// (`verify`, `plan`).
+    /// Readers of a whole plan that keep no state, show no progress and
+    /// write nothing (`verify`, `plan`): files are checked as they are read.
     pub fn plain(
         client: &aws_sdk_dynamodb::Client,
         store: &export::Store,
@@ -545,6 +549,7 @@ impl Readers {
             on_file: Arc::new(|_| {}),
             units: Arc::new(units(plan, scan)),
             tracker: None,
+            prove_first: false,
         }
     }
 
@@ -666,7 +671,7 @@ impl FileJob {
             on_records: &*r.on_records,
             shutdown: Some(&r.shutdown),
             stall: r.scan.stall_timeout,
-            prove: true,
+            prove: r.prove_first,
             skip: self.skip,
             cursor: self.cursor,
         };

@@ -38,7 +38,7 @@ use crate::sources::scan::{self, ScanConfig};
 use crate::sources::{
     self, EntitySource, Readers, SourceMsg, SourceOptions, SourceRecord, TableInfo,
 };
-use crate::transform::{transform, Outcome};
+use crate::transform::{transform_owned, Owned};
 use sample::{Expected, Tally};
 
 /// What `verify` needs beyond the mapping and the clients.
@@ -161,13 +161,14 @@ impl Context<'_> {
             };
             let c = &mut counts[e];
             c.0 += 1;
-            match transform(entity, &mapping.table, &item) {
-                Outcome::Put(target) => {
+            let source_key = project(&item, &source_keys[e]);
+            match transform_owned(entity, &mapping.table, item) {
+                Owned::Put(target) => {
                     c.1 += 1;
-                    sink.put(e, target, project(&item, &source_keys[e]));
+                    sink.put(e, target, source_key);
                 }
-                Outcome::Filtered(_) => c.2 += 1,
-                Outcome::Reject(_) => c.3 += 1,
+                Owned::Filtered(_) => c.2 += 1,
+                Owned::Reject(..) => c.3 += 1,
             }
         };
         warnings.extend(
