@@ -13,6 +13,8 @@
 #   migrate     singletable migrate from the exports into the stand-in
 #   raw         bench/raw_writer.rs: the same items, pre-built, sent with the
 #               same SDK, 25 a call, IN_FLIGHT calls at once (its sending only)
+#   BASELINE=path/to/an/older/singletable adds its plan and migrate runs
+#   (before-plan, before-migrate), for a before/after in the same run.
 # Each process runs under /usr/bin/time (wall, user+sys CPU, peak RSS); the
 # raw writer measures its sending with getrusage. The summary gives medians
 # and each figure as a ratio to its baseline.
@@ -35,7 +37,7 @@ timed() { # label stdout-file command...
   local label=$1 stdout=$2; shift 2
   /usr/bin/time -f "%e %M %U %S" -o "$out/time" "$@" >"$stdout" 2>"$out/stderr" || {
     # migrate exits 3 when items were dead-lettered within the allowance.
-    [ "$label" = migrate ] || { cat "$out/stderr"; exit 1; }
+    [ "${label#before-}" = migrate ] || { cat "$out/stderr"; exit 1; }
   }
   echo "$label $size $(cat "$out/time")" >>"$out/results"
 }
@@ -55,6 +57,10 @@ for size in "${sizes[@]}"; do
       --state "$out/state-$size-$2.json" --dead-letter "$out/dead-$size-$2.jsonl"
       --allow-dead-letters 2% --report "$out/run-$size-$2.json")
   }
+  pargs() { # round: sets $p, the plan command's arguments
+    p=(plan --exports-file "$out/exports-$size.txt" --endpoint-url "$url" --region us-east-1
+      --quiet --report "$out/plan-$size-$1.json" --spill-dir "$out")
+  }
   # The raw writer's items: what migrate sends, recorded once (not measured).
   : >"$out/bodies.jsonl"
   margs "http://127.0.0.1:$recorder" record
@@ -62,10 +68,16 @@ for size in "${sizes[@]}"; do
   for round in $(seq "$rounds"); do
     timed zcat /dev/null zcat "${files[@]}"
     timed python /dev/null python3 bench/baseline.py "$out/exports-$size.txt"
-    timed plan /dev/null "$bin" plan --exports-file "$out/exports-$size.txt" --endpoint-url "$url" \
-      --region us-east-1 --quiet --report "$out/plan-$size-$round.json" --spill-dir "$out"
+    pargs "$round"
+    timed plan /dev/null "$bin" "${p[@]}"
     margs "$url" "$round"
     timed migrate /dev/null "$bin" "${m[@]}"
+    if [ -n "${BASELINE:-}" ]; then
+      pargs "before-$round"
+      timed before-plan /dev/null "$BASELINE" "${p[@]}"
+      margs "$url" "before-$round"
+      timed before-migrate /dev/null "$BASELINE" "${m[@]}"
+    fi
     "$ex/raw-writer" --endpoint "$url" --bodies "$out/bodies.jsonl" --in-flight "$in_flight" \
       | sed "s/^/raw $size /" >>"$out/results"
     echo "   round $round done"

@@ -22,9 +22,10 @@ for size in sorted({s for _, s in runs}, key=int):
     records = plan["totals"]["read"]
     run = json.load(open(f"{sys.argv[2]}/run-{size}-1.json"))["totals"]
     fig = {}
-    for label in ["zcat", "python", "plan", "migrate", "raw"]:
+    labels = ["zcat", "python", "plan", "migrate", "raw", "before-plan", "before-migrate"]
+    for label in [l for l in labels if runs[(l, size)]]:
         rs = runs[(label, size)]
-        n = rs[0][3] or (run["read"] if label == "migrate" else records)
+        n = rs[0][3] or (run["read"] if label.endswith("migrate") else records)
         fig[label] = {
             "n": n,
             "wall": med([r[0] for r in rs]),
@@ -50,6 +51,11 @@ for size in sorted({s for _, s in runs}, key=int):
         ("plan peak RSS (MB)", p["rss_mb"], "<= 100"),
         ("migrate peak RSS (MB)", m["rss_mb"], "<= 100"),
     ]
+    for what in ["plan", "migrate"]:
+        if f"before-{what}" in fig:
+            b, a = fig[f"before-{what}"], fig[what]
+            goals.append((f"{what} CPU per record, after / before", a["cpu_us"] / b["cpu_us"], "(the change)"))
+            goals.append((f"{what} wall, after / before", a["wall"] / b["wall"], "(the change)"))
     print("\n| ratio | measured | goal |\n|---|---|---|")
     for name, value, goal in goals:
         print(f"| {name} | {value:.2f} | {goal} |")

@@ -295,7 +295,7 @@ pub fn target_key(entity: &Entity, table: &TableSpec, source: &Item) -> Result<I
 /// Checks a target item against DynamoDB's rules for the target table.
 pub fn validate(item: &Item, table: &TableSpec) -> Result<(), Rejection> {
     for (name, limit) in table.key_attributes() {
-        let primary = table.primary_key().contains(&name);
+        let primary = table.is_primary_key(name);
         let Some(v) = item.get(name) else {
             if primary {
                 return Err(Rejection::new(name, "key attribute is missing"));

@@ -79,15 +79,21 @@ pub struct IndexSpec {
 
 impl TableSpec {
     /// Every key attribute of the table and its indexes, with its limit in bytes.
-    pub fn key_attributes(&self) -> Vec<(&str, usize)> {
+    pub fn key_attributes(&self) -> impl Iterator<Item = (&str, usize)> {
         use crate::item::{MAX_PARTITION_KEY_BYTES as P, MAX_SORT_KEY_BYTES as S};
-        let mut out = vec![(self.partition_key.as_str(), P)];
-        out.extend(self.sort_key.as_deref().map(|k| (k, S)));
-        for ix in &self.indexes {
-            out.push((ix.partition_key.as_str(), P));
-            out.extend(ix.sort_key.as_deref().map(|k| (k, S)));
+        fn pair<'a>(pk: &'a str, sk: Option<&'a str>) -> impl Iterator<Item = (&'a str, usize)> {
+            std::iter::once((pk, P)).chain(sk.map(|k| (k, S)))
         }
-        out
+        pair(&self.partition_key, self.sort_key.as_deref()).chain(
+            self.indexes
+                .iter()
+                .flat_map(|ix| pair(&ix.partition_key, ix.sort_key.as_deref())),
+        )
+    }
+
+    /// Whether `name` is one of the primary key's attributes.
+    pub fn is_primary_key(&self, name: &str) -> bool {
+        name == self.partition_key || self.sort_key.as_deref() == Some(name)
     }
 
     /// The primary key attribute names.
@@ -309,7 +315,6 @@ impl Mapping {
         let order: Vec<String> = self
             .table
             .key_attributes()
-            .iter()
             .map(|(a, _)| a.to_string())
             .collect();
         for e in &mut self.entities {
@@ -365,7 +370,7 @@ impl Mapping {
     /// indexes, and an index's keys come in pairs: an item with only one
     /// of them is left out of the index, silently.
     fn check_index_keys(&self, e: &Entity) -> Result<(), MappingError> {
-        let known = self.table.key_attributes();
+        let known: Vec<(&str, usize)> = self.table.key_attributes().collect();
         for (attr, _) in &e.keys {
             if !known.iter().any(|(k, _)| k == attr) {
                 let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();

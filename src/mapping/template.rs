@@ -19,6 +19,9 @@ use crate::item::{Decimal, Item};
 pub struct Template {
     parts: Vec<Part>,
     source: String,
+    /// The capacity a rendering starts with: the literals, and room for a
+    /// typical value per reference.
+    size_hint: usize,
 }
 
 /// One piece of a template.
@@ -133,9 +136,17 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
+        let size_hint = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.len(),
+                Part::Reference { .. } => 24,
+            })
+            .sum();
         Ok(Template {
             parts,
             source: text.to_string(),
+            size_hint,
         })
     }
 
@@ -154,7 +165,8 @@ impl Template {
 
     /// Renders the template against an item.
     pub fn render(&self, item: &Item) -> Result<String, RenderError> {
-        let mut out = String::new();
+        // One buffer, sized for the literals and a typical value each.
+        let mut out = String::with_capacity(self.size_hint);
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
@@ -162,10 +174,9 @@ impl Template {
                     attribute,
                     functions,
                 } => {
-                    let mut value = match item.get(attribute) {
+                    let text = match item.get(attribute) {
                         None => return Err(RenderError::Missing(attribute.clone())),
-                        Some(AttributeValue::S(s)) => s.clone(),
-                        Some(AttributeValue::N(n)) => n.clone(),
+                        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.as_str(),
                         Some(other) => {
                             return Err(RenderError::WrongType {
                                 attribute: attribute.clone(),
@@ -173,13 +184,16 @@ impl Template {
                             })
                         }
                     };
+                    // The value is copied only when a function changes it.
+                    let mut value = std::borrow::Cow::Borrowed(text);
                     for f in functions {
-                        value = f.apply(&value).map_err(|why| RenderError::Function {
+                        let changed = f.apply(&value).map_err(|why| RenderError::Function {
                             attribute: attribute.clone(),
                             function: f.to_string(),
-                            value: value.clone(),
+                            value: value.to_string(),
                             why,
                         })?;
+                        value = std::borrow::Cow::Owned(changed);
                     }
                     out.push_str(&value);
                 }

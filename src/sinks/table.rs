@@ -153,7 +153,7 @@ async fn create_table(
     if spec.billing_mode != "PAY_PER_REQUEST" {
         return Err(aws(name, "--create-table creates on-demand (PAY_PER_REQUEST) tables only; create a provisioned table yourself".into()));
     }
-    let mut attrs: Vec<&str> = spec.key_attributes().into_iter().map(|(a, _)| a).collect();
+    let mut attrs: Vec<&str> = spec.key_attributes().map(|(a, _)| a).collect();
     attrs.sort();
     attrs.dedup();
     let defs = attrs

@@ -1,5 +1,6 @@
-//! Integrity before writing: a data file is proven before any of its
-//! records goes downstream.
+//! Integrity before writing: in a run that writes (`migrate`, `replay`), a
+//! data file is proven before any of its records goes downstream. (`plan`
+//! and `verify` write nothing: they check the same in their one pass.)
 //!
 //! The manifest gives each data file's MD5 and record count; checking them
 //! only after the records were written would leave a corrupt or substituted
