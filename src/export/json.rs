@@ -72,7 +72,7 @@ impl<'de> Visitor<'de> for LineSeed {
                     continue;
                 }
             };
-            *slot = Some(map.next_value_seed(ItemSeed)?);
+            *slot = Some(map.next_value_seed(ItemSeed(TOP_LEVEL))?);
         }
         Ok(images)
     }
@@ -111,8 +111,15 @@ impl Visitor<'_> for NameVisitor {
     }
 }
 
-/// An item: attribute names to values.
-struct ItemSeed;
+/// An item: attribute names to values, in a map made with room for this
+/// many (JSON does not say how many are coming).
+struct ItemSeed(usize);
+
+/// Room for an item's attributes: most items of a legacy table have a
+/// dozen or fewer, and growing a map rehashes it.
+const TOP_LEVEL: usize = 12;
+/// Room for a map value's entries.
+const NESTED: usize = 4;
 
 impl<'de> DeserializeSeed<'de> for ItemSeed {
     type Value = Item;
@@ -127,7 +134,7 @@ impl<'de> Visitor<'de> for ItemSeed {
         f.write_str("an object of attributes")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
-        let mut item = Item::with_capacity(map.size_hint().unwrap_or(8));
+        let mut item = Item::with_capacity(map.size_hint().unwrap_or(self.0));
         while let Some(name) = map.next_key::<String>()? {
             let value = map.next_value_seed(ValueSeed)?;
             item.insert(name, value);
@@ -164,7 +171,7 @@ impl<'de> Visitor<'de> for ValueSeed {
                 true => AttributeValue::Null(true),
                 false => return Err(de::Error::custom("NULL must be true")),
             },
-            Tag::M => AttributeValue::M(map.next_value_seed(ItemSeed)?),
+            Tag::M => AttributeValue::M(map.next_value_seed(ItemSeed(NESTED))?),
             Tag::L => AttributeValue::L(map.next_value_seed(ListSeed)?),
             Tag::Ss => AttributeValue::Ss(set(map.next_value()?)?),
             Tag::Ns => AttributeValue::Ns(

@@ -310,6 +310,10 @@ pub fn iso_utc(t: &DateTime<Utc>) -> String {
 }
 
 fn integer(value: &str) -> Result<i64, String> {
+    // Plain digits need no decimal arithmetic.
+    if let Ok(n) = value.parse::<i64>() {
+        return Ok(n);
+    }
     let d = Decimal::parse(value).map_err(|e| e.to_string())?;
     let text = d.canonical();
     text.parse::<i64>()

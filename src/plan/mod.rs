@@ -74,7 +74,7 @@ struct Worker {
     keys: Spill,
     hot_spill: Spill,
     /// (index: 0 the table, i the i-th index; partition key) -> write units.
-    hot: HashMap<(usize, String), u64>,
+    hot: HotSums,
     dead: Option<mpsc::Sender<DeadLetter>>,
     /// Records transformed, per entity (the progress).
     done: Arc<Vec<AtomicU64>>,
@@ -145,7 +145,7 @@ async fn forecast(
                 entities: vec![EntityTally::default(); mapping.entities.len()],
                 keys: spill.writer("keys", worker_count).map_err(spill_error)?,
                 hot_spill: spill.writer("hot", worker_count).map_err(spill_error)?,
-                hot: HashMap::new(),
+                hot: HotSums::default(),
                 dead: dead_tx.clone(),
                 done: done.clone(),
             };
@@ -266,7 +266,7 @@ impl Worker {
                 self.record((batch.entity, entity), record, first, &names)
                     .await?;
             }
-            if self.hot.len() >= HOT_IN_MEMORY {
+            if self.hot.len >= HOT_IN_MEMORY {
                 self.spill_hot()?;
             }
         }
@@ -298,7 +298,7 @@ impl Worker {
                     self.write(e, op, &item, counted)?;
                     if first && counted && op == Op::Put {
                         let key = key_text(&item, &names.target);
-                        let shown: Vec<String> =
+                        let shown: Vec<_> =
                             names.target.iter().map(|n| attr_text(&item, n)).collect();
                         let source = serde_json::to_string(&JsonItem(&source_key))?;
                         let line = serde_json::to_string(&(&key, e, source, shown.join(" / ")))?;
@@ -328,52 +328,77 @@ impl Worker {
         let per_copy = write_units(size, 0);
         let t = &mut self.entities[e];
         t.index_units.resize(table.indexes.len(), 0);
-        let landed: Vec<usize> = match op {
-            Op::Put => {
-                t.sizes.record(size);
-                (0..table.indexes.len())
-                    .filter(|&i| lands_in(item, &table.indexes[i]))
-                    .collect()
-            }
-            // A delete's index copies are unknown: the sink counts all.
-            Op::Delete => (0..table.indexes.len()).collect(),
-        };
+        if op == Op::Put {
+            t.sizes.record(size);
+        }
+        // A delete's index copies are unknown: the sink counts all.
+        let landed = |i: usize| op == Op::Delete || lands_in(item, &table.indexes[i]);
+        let copies = (0..table.indexes.len()).filter(|&i| landed(i)).count();
         match (op, counted) {
             (Op::Put, _) => t.puts += 1,
             (Op::Delete, true) => t.deletes += 1,
             (Op::Delete, false) => t.stale_deletes += 1,
         }
         t.table_units += per_copy;
-        t.estimated_units += write_units(size, landed.len());
-        let pk = attr_text(item, &table.partition_key);
-        *self.hot.entry((0, pk)).or_default() += per_copy;
-        for i in landed {
+        t.estimated_units += write_units(size, copies);
+        self.hot
+            .add(0, &attr_text(item, &table.partition_key), per_copy);
+        for i in (0..table.indexes.len()).filter(|&i| landed(i)) {
             t.index_units[i] += per_copy;
             if op == Op::Put {
                 let pk = attr_text(item, &table.indexes[i].partition_key);
-                *self.hot.entry((i + 1, pk)).or_default() += per_copy;
+                self.hot.add(i + 1, &pk, per_copy);
             }
         }
         Ok(())
     }
 
     fn spill_hot(&mut self) -> std::io::Result<()> {
-        for ((index, pk), units) in self.hot.drain() {
-            let line = serde_json::to_string(&(index, &pk, units))?;
-            self.hot_spill.push(&pk, &line)?;
+        for (index, sums) in self.hot.by_index.iter_mut().enumerate() {
+            for (pk, units) in sums.drain() {
+                let line = serde_json::to_string(&(index, &pk, units))?;
+                self.hot_spill.push(&pk, &line)?;
+            }
         }
+        self.hot.len = 0;
         Ok(())
     }
 }
 
+/// Write units per partition-key value, per table (0) and index (1..),
+/// until spilled.
+#[derive(Default)]
+struct HotSums {
+    by_index: Vec<HashMap<String, u64>>,
+    /// Values held, across indexes.
+    len: usize,
+}
+
+impl HotSums {
+    /// Adds `units` to `pk` of table or index `index` (a new value is
+    /// copied; a known one is not).
+    fn add(&mut self, index: usize, pk: &str, units: u64) {
+        if self.by_index.len() <= index {
+            self.by_index.resize_with(index + 1, HashMap::new);
+        }
+        let sums = &mut self.by_index[index];
+        match sums.get_mut(pk) {
+            Some(u) => *u += units,
+            None => {
+                sums.insert(pk.to_string(), units);
+                self.len += 1;
+            }
+        }
+    }
+}
+
 /// An attribute's value as text (a partition key value), or "" if absent.
-fn attr_text(item: &Item, name: &str) -> String {
+fn attr_text<'a>(item: &'a Item, name: &str) -> std::borrow::Cow<'a, str> {
     use aws_sdk_dynamodb::types::AttributeValue;
     match item.get(name) {
-        Some(AttributeValue::S(s)) => s.clone(),
-        Some(AttributeValue::N(n)) => n.clone(),
-        Some(other) => crate::item::value_to_json(other).to_string(),
-        None => String::new(),
+        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.into(),
+        Some(other) => crate::item::value_to_json(other).to_string().into(),
+        None => "".into(),
     }
 }
 
