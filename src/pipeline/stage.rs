@@ -251,10 +251,11 @@ enum ReadyStep {
 fn prepare(mapping: &Mapping, batch: SourceBatch) -> ReadyBatch {
     let key_names: Vec<&str> = mapping.table.primary_key();
     let Some(entity) = mapping.entities.get(batch.entity) else {
-        // No such entity: nothing to make; the batch's ticket settles empty.
+        // No such entity: nothing is made, and the ticket is dropped
+        // unsettled (it holds its unit's watermark), as a lost batch does.
         return ReadyBatch {
             entity: batch.entity,
-            part: batch.part,
+            part: None,
             records: Vec::new(),
         };
     };
