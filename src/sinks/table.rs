@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification,
-    WarmThroughput,
+    ProjectionType, ScalarAttributeType, TableCreationParameters, TableDescription, TableStatus,
+    TimeToLiveSpecification, WarmThroughput,
 };
 
 use crate::mapping::TableSpec;
@@ -153,50 +153,88 @@ async fn create_table(
     if spec.billing_mode != "PAY_PER_REQUEST" {
         return Err(aws(name, "--create-table creates on-demand (PAY_PER_REQUEST) tables only; create a provisioned table yourself".into()));
     }
-    let mut attrs: Vec<&str> = spec.key_attributes().map(|(a, _)| a).collect();
-    attrs.sort();
-    attrs.dedup();
-    let defs = attrs
-        .into_iter()
-        .map(|a| {
-            AttributeDefinition::builder()
-                .attribute_name(a)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| aws(name, e.to_string()))?;
-    let mut req = client
+    let shape = Shape::of(spec, warm)?;
+    client
         .create_table()
         .table_name(name)
-        .set_attribute_definitions(Some(defs))
-        .set_key_schema(Some(
-            key_schema(&spec.partition_key, spec.sort_key.as_deref()).map_err(|e| aws(name, e))?,
-        ))
-        .billing_mode(BillingMode::PayPerRequest);
-    for ix in &spec.indexes {
-        let projection = Projection::builder()
-            .projection_type(ProjectionType::from(ix.projection.as_str()))
-            .build();
-        let gsi = GlobalSecondaryIndex::builder()
-            .index_name(&ix.name)
-            .set_key_schema(Some(
-                key_schema(&ix.partition_key, ix.sort_key.as_deref()).map_err(|e| aws(name, e))?,
-            ))
-            .projection(projection)
-            .set_warm_throughput(warm.map(Warm::throughput))
-            .build()
-            .map_err(|e| aws(name, e.to_string()))?;
-        req = req.global_secondary_indexes(gsi);
-    }
-    req = req.set_warm_throughput(warm.map(Warm::throughput));
-    req.send().await.map_err(|e| {
-        aws(
-            name,
-            format!("CreateTable failed: {}", crate::aws::describe_error(&e)),
-        )
-    })?;
+        .set_attribute_definitions(Some(shape.attributes))
+        .set_key_schema(Some(shape.key_schema))
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_global_secondary_indexes(Some(shape.indexes).filter(|i| !i.is_empty()))
+        .set_warm_throughput(warm.map(Warm::throughput))
+        .send()
+        .await
+        .map_err(|e| {
+            aws(
+                name,
+                format!("CreateTable failed: {}", crate::aws::describe_error(&e)),
+            )
+        })?;
     Ok(())
+}
+
+/// What ImportTable creates: the mapping's table, keys, indexes and
+/// projections, on demand (an import consumes no write capacity either way).
+pub fn creation_parameters(spec: &TableSpec) -> Result<TableCreationParameters, TableError> {
+    let shape = Shape::of(spec, None)?;
+    TableCreationParameters::builder()
+        .table_name(&spec.name)
+        .set_attribute_definitions(Some(shape.attributes))
+        .set_key_schema(Some(shape.key_schema))
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_global_secondary_indexes(Some(shape.indexes).filter(|i| !i.is_empty()))
+        .build()
+        .map_err(|e| aws(&spec.name, e.to_string()))
+}
+
+/// A table's keys, attribute definitions and indexes in the SDK's types,
+/// as CreateTable and ImportTable take them.
+struct Shape {
+    attributes: Vec<AttributeDefinition>,
+    key_schema: Vec<KeySchemaElement>,
+    indexes: Vec<GlobalSecondaryIndex>,
+}
+
+impl Shape {
+    fn of(spec: &TableSpec, warm: Option<Warm>) -> Result<Shape, TableError> {
+        let name = &spec.name;
+        let mut attrs: Vec<&str> = spec.key_attributes().map(|(a, _)| a).collect();
+        attrs.sort();
+        attrs.dedup();
+        let attributes = attrs
+            .into_iter()
+            .map(|a| {
+                AttributeDefinition::builder()
+                    .attribute_name(a)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| aws(name, e.to_string()))?;
+        let mut indexes = Vec::new();
+        for ix in &spec.indexes {
+            let projection = Projection::builder()
+                .projection_type(ProjectionType::from(ix.projection.as_str()))
+                .build();
+            let gsi = GlobalSecondaryIndex::builder()
+                .index_name(&ix.name)
+                .set_key_schema(Some(
+                    key_schema(&ix.partition_key, ix.sort_key.as_deref())
+                        .map_err(|e| aws(name, e))?,
+                ))
+                .projection(projection)
+                .set_warm_throughput(warm.map(Warm::throughput))
+                .build()
+                .map_err(|e| aws(name, e.to_string()))?;
+            indexes.push(gsi);
+        }
+        Ok(Shape {
+            attributes,
+            key_schema: key_schema(&spec.partition_key, spec.sort_key.as_deref())
+                .map_err(|e| aws(name, e))?,
+            indexes,
+        })
+    }
 }
 
 async fn wait_active(
@@ -290,4 +328,56 @@ pub fn check(spec: &TableSpec, desc: &TableDescription) -> Result<(), TableError
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_creates_the_mapping_s_table_with_both_indexes() {
+        let m = crate::mapping::Mapping::shipped();
+        let p = creation_parameters(&m.table).unwrap();
+        assert_eq!(p.table_name(), "ai-girlfriend-table");
+        let keys: Vec<(&str, &str)> = p
+            .key_schema()
+            .iter()
+            .map(|k| (k.attribute_name(), k.key_type().as_str()))
+            .collect();
+        assert_eq!(keys, [("pk", "HASH"), ("sk", "RANGE")]);
+        let mut defs: Vec<&str> = p
+            .attribute_definitions()
+            .iter()
+            .map(|d| d.attribute_name())
+            .collect();
+        defs.sort();
+        assert_eq!(defs, ["gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "pk", "sk"]);
+        let indexes: Vec<(&str, &str, Option<&str>)> = p
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                let hash = g
+                    .key_schema()
+                    .iter()
+                    .find(|k| k.key_type() == &KeyType::Hash);
+                let projection = g
+                    .projection()
+                    .and_then(|p| p.projection_type())
+                    .map(|t| t.as_str());
+                (
+                    g.index_name(),
+                    hash.map_or("", |k| k.attribute_name()),
+                    projection,
+                )
+            })
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                ("gsi1", "gsi1pk", Some("ALL")),
+                ("gsi2", "gsi2pk", Some("ALL"))
+            ]
+        );
+        assert_eq!(p.billing_mode(), Some(&BillingMode::PayPerRequest));
+    }
 }
