@@ -174,6 +174,7 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
             write,
             read: w.warm_read_units,
         }),
+        to_import: None,
     }
 }
 
@@ -191,6 +192,18 @@ fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions>
         every: a.state_interval,
         target: target_words(&mapping.table.name, &a.aws),
     };
+    o.to_import = a
+        .to_import
+        .clone()
+        .map(|dir| crate::pipeline::ImportTarget {
+            dir,
+            file_size: a.import_file_size,
+            allow_collisions: a.allow_collisions,
+        });
+    if let Some(t) = &o.to_import {
+        // The state's target is the folder: a resume must not write elsewhere.
+        o.state.target = format!("files for ImportTable in {}", t.dir.display());
+    }
     Ok(o)
 }
 
@@ -712,6 +725,7 @@ async fn demo_steps(
         },
         warm: None,
         progress_every: Duration::from_secs(30),
+        to_import: None,
     };
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"

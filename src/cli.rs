@@ -307,6 +307,21 @@ pub struct MigrateArgs {
     /// How often the state file is saved.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
     pub state_interval: Duration,
+    /// Write the items as files for ImportTable in this local folder
+    /// instead of writing to the table (gzip DYNAMODB_JSON under DIR/data/,
+    /// a list of the files in DIR/manifest.json): no write capacity is
+    /// used. Upload DIR/data/ to S3 and import it into a new table. Full
+    /// exports and scans only (ImportTable cannot delete).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "create_table", "warm_write_units"])]
+    pub to_import: Option<PathBuf>,
+    /// Uncompressed bytes of items per import file.
+    #[arg(long, value_name = "BYTES", default_value_t = 128 << 20, requires = "to_import",
+        value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    pub import_file_size: u64,
+    /// Write the import files although two records map to one target key
+    /// (ImportTable keeps one of them at random).
+    #[arg(long, requires = "to_import")]
+    pub allow_collisions: bool,
 }
 
 #[derive(Debug, Clone, Args)]

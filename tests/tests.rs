@@ -5,6 +5,7 @@
 mod common;
 mod exports;
 mod faults;
+mod import;
 mod plan;
 mod resume;
 mod usability;

@@ -37,7 +37,7 @@ use crate::progress::{Mode as ProgressMode, Progress};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
 use crate::sinks::dead_letter;
 use crate::sinks::writer::{SinkIo, SinkMsg};
-use crate::sinks::{table, writer};
+use crate::sinks::{import_files, table, writer};
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
 use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions};
@@ -76,6 +76,17 @@ pub struct MigrateOptions {
     pub progress_every: Duration,
     /// Pre-warm a table `create_table` creates.
     pub warm: Option<table::Warm>,
+    /// Write files for ImportTable here instead of writing to the table.
+    pub to_import: Option<ImportTarget>,
+}
+
+/// `--to-import`: where the files go and how.
+#[derive(Debug, Clone)]
+pub struct ImportTarget {
+    pub dir: PathBuf,
+    /// Uncompressed bytes per file.
+    pub file_size: u64,
+    pub allow_collisions: bool,
 }
 
 /// Why a run failed. The report, when there is one, still says what was done.
@@ -312,7 +323,9 @@ impl Stages {
             shutdown_tx.clone(),
         )
         .await?;
-        table::ensure(client, &mapping.table, opts.create_table, opts.warm).await?;
+        if opts.to_import.is_none() {
+            table::ensure(client, &mapping.table, opts.create_table, opts.warm).await?;
+        }
         let interrupted = Arc::new(AtomicBool::new(false));
         let signals = spawn_signals(
             shutdown_tx.clone(),
@@ -326,8 +339,26 @@ impl Stages {
             on_stop: shutdown_tx.clone(),
             shutdown: shutdown_rx.clone(),
         };
-        let config = writer_config(mapping, opts);
-        let sink = tokio::spawn(writer::run(client.clone(), config, sink_io, stats.clone()));
+        let sink = match &opts.to_import {
+            Some(t) => {
+                let config = import_files::ImportConfig {
+                    dir: t.dir.clone(),
+                    file_size: t.file_size,
+                    allow_collisions: t.allow_collisions,
+                    key_names: mapping
+                        .table
+                        .primary_key()
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect(),
+                };
+                tokio::spawn(import_files::run(config, sink_io, stats.clone()))
+            }
+            None => {
+                let config = writer_config(mapping, opts);
+                tokio::spawn(writer::run(client.clone(), config, sink_io, stats.clone()))
+            }
+        };
         let (src_tx, src_rx) = mpsc::channel::<SourceMsg>(SOURCE_QUEUE);
         let outlets = Outlets {
             sink: sink_tx,
@@ -536,7 +567,14 @@ fn finish_report(
     let meta = RunMeta {
         command: ended.command.into(),
         mapping: mapping.origin.display().to_string(),
-        target_table: mapping.table.name.clone(),
+        target_table: match &opts.to_import {
+            Some(t) => format!(
+                "files for ImportTable of {} in {}",
+                mapping.table.name,
+                t.dir.display()
+            ),
+            None => mapping.table.name.clone(),
+        },
         source: ended.source,
         started_at: ended.started_at,
         duration: ended.clock.elapsed(),

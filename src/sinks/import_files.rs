@@ -9,6 +9,7 @@
 //! stays flat. The files go under `data/` and a `manifest.json` beside that
 //! folder lists them (name, items, bytes, MD5): ImportTable reads every
 //! object under its prefix, so the manifest must live outside `data/`.
+//! [`run`] is the sink `migrate --to-import` uses in place of the writer.
 //! It does no S3 and no DynamoDB: uploading and importing are the caller's.
 
 use std::fs::File;
@@ -21,7 +22,14 @@ use md5::{Digest as _, Md5};
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 
-use crate::item::{Item, JsonItem};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::checkpoint::tracker::Outcome;
+use crate::item::{key_display, key_text, project, Item, JsonItem};
+use crate::report::RunStats;
+use crate::sinks::batcher::Op;
+use crate::sinks::writer::{SinkError, SinkIo, SinkMsg};
 
 /// ImportTable's limit on S3 objects per import.
 pub const MAX_IMPORT_OBJECTS: usize = 50_000;
@@ -208,6 +216,86 @@ impl ImportFiles {
         std::fs::write(&path, text + "\n").map_err(|e| io(&path, e))?;
         Ok(manifest)
     }
+}
+
+/// What the import sink needs to know.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    pub dir: PathBuf,
+    /// Uncompressed bytes per file.
+    pub file_size: u64,
+    /// Write the files although two records map to one target key.
+    pub allow_collisions: bool,
+    /// The target's primary key attributes.
+    pub key_names: Vec<String>,
+}
+
+/// The sink of `migrate --to-import`: every put becomes a line of a file;
+/// nothing is sent to DynamoDB. Collisions are found exactly (a 128-bit
+/// digest of each target key in memory, about 40 bytes an item): without
+/// `allow_collisions` they fail the run before a manifest is written, since
+/// ImportTable would keep one record of each at random. A run stopped by a
+/// signal writes no manifest either: its files are not the whole data.
+pub async fn run(cfg: ImportConfig, mut io: SinkIo, stats: Arc<RunStats>) -> Result<(), SinkError> {
+    let place = cfg.dir.display().to_string();
+    let fatal = |message: String| SinkError::Fatal {
+        table: place.clone(),
+        message,
+    };
+    let mut files =
+        ImportFiles::create(&cfg.dir, cfg.file_size, 0).map_err(|e| fatal(e.to_string()))?;
+    let names: Vec<&str> = cfg.key_names.iter().map(String::as_str).collect();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut collisions: (u64, Option<String>) = (0, None);
+    while let Some(msg) = io.rx.recv().await {
+        let req = match msg {
+            SinkMsg::Write(r) => r,
+            // Everything before it is in the files' buffers.
+            SinkMsg::Barrier(ack) => {
+                let _ = ack.send(());
+                continue;
+            }
+        };
+        if req.op == Op::Delete {
+            let _ = io.on_stop.send(true);
+            return Err(fatal(format!(
+                "ImportTable cannot delete ({}, from an incremental export's change or a moved key): --to-import reads full exports and scans only",
+                key_display(&req.item)
+            )));
+        }
+        files.put(&req.item).map_err(|e| fatal(e.to_string()))?;
+        let digest =
+            u128::from_be_bytes(Md5::digest(key_text(&req.item, &names).as_bytes()).into());
+        let repeated = !seen.insert(digest);
+        if repeated {
+            collisions.0 += 1;
+            collisions
+                .1
+                .get_or_insert_with(|| key_display(&project(&req.item, &names)));
+        }
+        let c = stats.entity(req.entity);
+        let (counter, outcome) = match repeated {
+            true => (&c.overwritten, Outcome::Overwritten),
+            false => (&c.written, Outcome::Written),
+        };
+        RunStats::add(counter, 1);
+        if let Some(part) = req.part {
+            part.count(outcome);
+            part.settle();
+        }
+    }
+    if *io.shutdown.borrow() {
+        return Ok(());
+    }
+    if let (n @ 1.., Some(first)) = (collisions.0, &collisions.1) {
+        if !cfg.allow_collisions {
+            return Err(fatal(format!(
+                "{n} record(s) map to a target key an earlier record has (first: {first}); ImportTable would keep one of each at random, so no manifest was written. Fix the mapping's keys, or pass --allow-collisions"
+            )));
+        }
+    }
+    files.finish().map_err(|e| fatal(e.to_string()))?;
+    Ok(())
 }
 
 fn io(path: &Path, source: std::io::Error) -> ImportFilesError {

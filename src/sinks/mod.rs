@@ -6,7 +6,7 @@
 //! migrated, and [`table`] makes sure the target
 //! exists and matches the mapping before anything is written.
 //! [`import_files`] writes target items as files for ImportTable instead
-//! (not yet reachable from the command line: issue 13 in progress). `preview`
+//! (`migrate --to-import`). `preview`
 //! needs no sink: it prints instead (see `pipeline::preview`).
 
 pub mod batcher;

@@ -1,0 +1,182 @@
+//! The import path: `migrate --to-import` writes files ImportTable reads.
+
+use std::path::Path;
+
+use crate::common::*;
+
+/// Demo exports with dirty rows, and the arguments of a migration of them.
+fn exports(d: &Path, endpoint: &str) {
+    demo_exports(
+        d,
+        endpoint,
+        "exports.txt",
+        &args("--scale 3000 --seed 9 --dirty-rate 0.02 --exports-only --export-to exp"),
+    );
+}
+
+fn migrate_args<'a>(mapping: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a =
+        args("migrate --exports-file exports.txt --report run.json --dead-letter dead.jsonl");
+    a.extend(["--mapping", mapping]);
+    a.extend_from_slice(extra);
+    a
+}
+
+/// An independent reader: Python's gzip and json, every file under data/.
+/// Prints the item count, then each item's pk, sk and entity type.
+const READER: &str = r#"
+import glob, gzip, json, sys
+rows = []
+for path in sorted(glob.glob(sys.argv[1] + "/data/*")):
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            item = json.loads(line)["Item"]
+            rows.append("\t".join(item[k]["S"] for k in ("pk", "sk", "entityType")))
+print(len(rows))
+print("\n".join(sorted(rows)))
+"#;
+
+#[tokio::test]
+async fn to_import_writes_every_item_once_as_a_table_migration_would() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    exports(d, &db.endpoint);
+    let m = m();
+    let extra = [
+        "--to-import",
+        "imp",
+        "--import-file-size",
+        "1048576",
+        "--state",
+        "s1.json",
+    ];
+    let o = singletable(d, &db.endpoint, &migrate_args(&m, &extra));
+    // The dirty rows are dead-lettered: exit 3, as any migration of them.
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r = report(d, "run.json");
+    assert_eq!(r["reconciled"], true, "{r:#}");
+    assert!(
+        r["target_table"]
+            .as_str()
+            .unwrap()
+            .contains("files for ImportTable"),
+        "{r:#}"
+    );
+    let written = r["totals"]["written"].as_u64().unwrap();
+    assert!(written > 2500, "{r:#}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("imp/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["items"], written, "{manifest:#}");
+
+    // Python reads back every item, each key once.
+    let py = std::process::Command::new("python3")
+        .args(["-c", READER, d.join("imp").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let out = String::from_utf8(py.stdout).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap().parse::<u64>().unwrap(), written);
+    let from_files: Vec<String> = lines.map(str::to_string).collect();
+
+    // The same exports migrated into a table give the same keys.
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &migrate_args(&m, &["--create-table", "--state", "s2.json"]),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let c = client(&db.endpoint).await;
+    let mut from_table: Vec<String> = scan_all(&c, "ai-girlfriend-table")
+        .await
+        .iter()
+        .map(|i| {
+            format!(
+                "{}\t{}\t{}",
+                str_of(i, "pk"),
+                str_of(i, "sk"),
+                str_of(i, "entityType")
+            )
+        })
+        .collect();
+    from_table.sort();
+    assert_eq!(from_files.len(), from_table.len());
+    assert!(
+        from_files == from_table,
+        "the files and the table hold different keys"
+    );
+}
+
+#[tokio::test]
+async fn to_import_refuses_collisions_unless_allowed() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    exports(d, &db.endpoint);
+    // Every user maps to one target key.
+    let shipped = std::fs::read_to_string(mapping_path()).unwrap();
+    let colliding = shipped.replacen(
+        "pk = \"USER#{userId}\"\nsk = \"METADATA\"",
+        "pk = \"USERS\"\nsk = \"ONE\"",
+        1,
+    );
+    assert_ne!(colliding, shipped, "the user keys were replaced");
+    std::fs::write(d.join("colliding.toml"), colliding).unwrap();
+    let extra = ["--to-import", "imp", "--state", "s1.json"];
+    let o = singletable(d, &db.endpoint, &migrate_args("colliding.toml", &extra));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = text(&o);
+    assert!(
+        err.contains("pk=USERS") && err.contains("--allow-collisions"),
+        "{err}"
+    );
+    assert!(
+        !d.join("imp/manifest.json").exists(),
+        "no manifest for refused files"
+    );
+
+    let extra = [
+        "--to-import",
+        "imp2",
+        "--allow-collisions",
+        "--state",
+        "s2.json",
+    ];
+    let o = singletable(d, &db.endpoint, &migrate_args("colliding.toml", &extra));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r = report(d, "run.json");
+    assert!(r["totals"]["overwritten"].as_u64().unwrap() > 100, "{r:#}");
+    assert!(d.join("imp2/manifest.json").exists());
+}
+
+#[tokio::test]
+async fn to_import_refuses_an_incremental_export_it_cannot_apply() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_exports(
+        d,
+        &db.endpoint,
+        "exports.txt",
+        &args("--scale 600 --seed 12 --dirty-rate 0.0 --export-to exp --incremental --change-rate 0.05"),
+    );
+    let m = m();
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &migrate_args(&m, &["--to-import", "imp", "--state", "s.json"]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("ImportTable cannot delete"),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join("imp/manifest.json").exists());
+}
