@@ -153,6 +153,15 @@ async fn to_import_refuses_collisions_unless_allowed() {
     let r = report(d, "run.json");
     assert!(r["totals"]["overwritten"].as_u64().unwrap() > 100, "{r:#}");
     assert!(d.join("imp2/manifest.json").exists());
+
+    // A folder holding a run's files is not written into again.
+    let o = singletable(d, &db.endpoint, &migrate_args("colliding.toml", &extra));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("already holds import files"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[tokio::test]

@@ -100,6 +100,8 @@ pub enum PipelineError {
     Sink(#[from] writer::SinkError),
     #[error(transparent)]
     DeadLetter(#[from] dead_letter::DeadLetterError),
+    #[error(transparent)]
+    ImportFiles(#[from] import_files::ImportFilesError),
     #[error("the counts do not reconcile (read != written + deleted + filtered + dead-lettered); see the report")]
     NotReconciled,
     #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
@@ -341,9 +343,10 @@ impl Stages {
         };
         let sink = match &opts.to_import {
             Some(t) => {
+                // An unusable folder is an error before anything is read.
+                let files = import_files::ImportFiles::create(&t.dir, t.file_size, 0)?;
                 let config = import_files::ImportConfig {
                     dir: t.dir.clone(),
-                    file_size: t.file_size,
                     allow_collisions: t.allow_collisions,
                     key_names: mapping
                         .table
@@ -352,7 +355,7 @@ impl Stages {
                         .map(|k| k.to_string())
                         .collect(),
                 };
-                tokio::spawn(import_files::run(config, sink_io, stats.clone()))
+                tokio::spawn(import_files::run(files, config, sink_io, stats.clone()))
             }
             None => {
                 let config = writer_config(mapping, opts);

@@ -66,6 +66,8 @@ pub enum ImportFilesError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0} already holds import files (data/ or manifest.json): ImportTable would import them too; choose an empty folder or remove them")]
+    NotEmpty(String),
     #[error("{files} files is over ImportTable's {MAX_IMPORT_OBJECTS} objects per import; raise --import-file-size (now {bound} bytes)")]
     TooManyFiles { files: usize, bound: u64 },
 }
@@ -116,6 +118,11 @@ impl ImportFiles {
     pub fn create(dir: &Path, bound: u64, seed: u64) -> Result<ImportFiles, ImportFilesError> {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(|e| io(&data, e))?;
+        // ImportTable would read an earlier run's files too.
+        let mut old = std::fs::read_dir(&data).map_err(|e| io(&data, e))?;
+        if old.next().is_some() || dir.join("manifest.json").exists() {
+            return Err(ImportFilesError::NotEmpty(dir.display().to_string()));
+        }
         Ok(ImportFiles {
             dir: dir.to_path_buf(),
             bound: bound.max(1),
@@ -222,28 +229,30 @@ impl ImportFiles {
 #[derive(Debug, Clone)]
 pub struct ImportConfig {
     pub dir: PathBuf,
-    /// Uncompressed bytes per file.
-    pub file_size: u64,
     /// Write the files although two records map to one target key.
     pub allow_collisions: bool,
     /// The target's primary key attributes.
     pub key_names: Vec<String>,
 }
 
-/// The sink of `migrate --to-import`: every put becomes a line of a file;
-/// nothing is sent to DynamoDB. Collisions are found exactly (a 128-bit
+/// The sink of `migrate --to-import`: every put becomes a line of one of
+/// `files` (created by the caller, so that an unusable folder fails the
+/// run before anything is read); nothing is sent to DynamoDB. Collisions are found exactly (a 128-bit
 /// digest of each target key in memory, about 40 bytes an item): without
 /// `allow_collisions` they fail the run before a manifest is written, since
 /// ImportTable would keep one record of each at random. A run stopped by a
 /// signal writes no manifest either: its files are not the whole data.
-pub async fn run(cfg: ImportConfig, mut io: SinkIo, stats: Arc<RunStats>) -> Result<(), SinkError> {
+pub async fn run(
+    mut files: ImportFiles,
+    cfg: ImportConfig,
+    mut io: SinkIo,
+    stats: Arc<RunStats>,
+) -> Result<(), SinkError> {
     let place = cfg.dir.display().to_string();
     let fatal = |message: String| SinkError::Fatal {
         table: place.clone(),
         message,
     };
-    let mut files =
-        ImportFiles::create(&cfg.dir, cfg.file_size, 0).map_err(|e| fatal(e.to_string()))?;
     let names: Vec<&str> = cfg.key_names.iter().map(String::as_str).collect();
     let mut seen: HashSet<u128> = HashSet::new();
     let mut collisions: (u64, Option<String>) = (0, None);
@@ -396,6 +405,19 @@ mod tests {
         .unwrap();
         assert_eq!(listed, m);
         assert!(m.files.iter().all(|f| f.name.starts_with("data/")));
+    }
+
+    #[test]
+    fn a_folder_holding_earlier_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ImportFiles::create(dir.path(), 1_000, 1).unwrap();
+        w.put(&item("A", 1)).unwrap();
+        w.finish().unwrap();
+        let e = ImportFiles::create(dir.path(), 1_000, 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("already holds import files"), "{e}");
     }
 
     #[test]
