@@ -192,19 +192,32 @@ fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions>
         every: a.state_interval,
         target: target_words(&mapping.table.name, &a.aws),
     };
-    o.to_import = a
-        .to_import
-        .clone()
-        .map(|dir| crate::pipeline::ImportTarget {
-            dir,
-            file_size: a.import_file_size,
-            allow_collisions: a.allow_collisions,
-        });
-    if let Some(t) = &o.to_import {
-        // The state's target is the folder: a resume must not write elsewhere.
-        o.state.target = format!("files for ImportTable in {}", t.dir.display());
+    if let Some(location) = &a.to_import {
+        // The state's target is where the files go.
+        o.state.target = format!("files for ImportTable in {location}");
+        o.to_import = Some(import_target(location, a));
     }
     Ok(o)
+}
+
+/// `--to-import`: a local folder, or S3 through a staging folder.
+fn import_target(location: &str, a: &MigrateArgs) -> crate::pipeline::ImportTarget {
+    let upload = crate::sinks::upload::S3Place::parse(location);
+    let dir = match &upload {
+        Some(_) => a
+            .sources
+            .spool_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("singletable-import-{}", std::process::id())),
+        None => PathBuf::from(location),
+    };
+    crate::pipeline::ImportTarget {
+        dir,
+        upload,
+        file_size: a.import_file_size,
+        allow_collisions: a.allow_collisions,
+    }
 }
 
 /// The target table and where it is, for the state's fingerprint.

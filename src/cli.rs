@@ -307,13 +307,14 @@ pub struct MigrateArgs {
     /// How often the state file is saved.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
     pub state_interval: Duration,
-    /// Write the items as files for ImportTable in this local folder
-    /// instead of writing to the table (gzip DYNAMODB_JSON under DIR/data/,
-    /// a list of the files in DIR/manifest.json): no write capacity is
-    /// used. Upload DIR/data/ to S3 and import it into a new table. Full
-    /// exports and scans only (ImportTable cannot delete).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "create_table", "warm_write_units"])]
-    pub to_import: Option<PathBuf>,
+    /// Write the items as files for ImportTable instead of writing to the
+    /// table: gzip DYNAMODB_JSON under LOCATION/data/, a list of the files
+    /// in LOCATION/manifest.json; no write capacity is used. LOCATION is a
+    /// local folder, or s3://bucket/prefix/ (written to --spool-dir first,
+    /// uploaded once the run has finished). Import LOCATION/data/ into a
+    /// new table. Full exports and scans only (ImportTable cannot delete).
+    #[arg(long, value_name = "LOCATION", conflicts_with_all = ["resume", "create_table", "warm_write_units"])]
+    pub to_import: Option<String>,
     /// Uncompressed bytes of items per import file.
     #[arg(long, value_name = "BYTES", default_value_t = 128 << 20, requires = "to_import",
         value_parser = clap::value_parser!(u64).range(1 << 20..))]

@@ -189,3 +189,79 @@ async fn to_import_refuses_an_incremental_export_it_cannot_apply() {
     );
     assert!(!d.join("imp/manifest.json").exists());
 }
+
+#[tokio::test]
+async fn to_import_into_s3_uploads_every_file_and_the_manifest() {
+    let db = Dynoxide::start();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    exports(d, &db.endpoint);
+    let s3 = s3_client(&moto.endpoint).await;
+    s3.create_bucket().bucket("imports").send().await.unwrap();
+    let env = endpoints(&db.endpoint, &moto.endpoint);
+    let m = m();
+    let extra = [
+        "--to-import",
+        "s3://imports/run1",
+        "--import-file-size",
+        "1048576",
+        "--spool-dir",
+        "spool",
+        "--state",
+        "s.json",
+    ];
+    let o = singletable_env(d, &env, &migrate_args(&m, &extra));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r = report(d, "run.json");
+    assert!(
+        r["target_table"]
+            .as_str()
+            .unwrap()
+            .ends_with("in s3://imports/run1/"),
+        "{r:#}"
+    );
+    let get = |key: String| {
+        let s3 = s3.clone();
+        async move {
+            let o = s3.get_object().bucket("imports").key(&key).send().await;
+            o.unwrap_or_else(|e| panic!("{key}: {e:?}"))
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+        }
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&get("run1/manifest.json".into()).await).unwrap();
+    assert_eq!(manifest["items"], r["totals"]["written"], "{manifest:#}");
+    let listed = s3
+        .list_objects_v2()
+        .bucket("imports")
+        .prefix("run1/data/")
+        .send()
+        .await
+        .unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(
+        listed.contents().len(),
+        files.len(),
+        "only the listed files are under data/"
+    );
+    for f in files {
+        let bytes = get(format!("run1/{}", f["name"].as_str().unwrap())).await;
+        assert_eq!(singletable::export::md5_base64(&bytes), f["md5"], "{f}");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+            .unwrap();
+        assert_eq!(
+            text.lines().count() as u64,
+            f["items"].as_u64().unwrap(),
+            "{f}"
+        );
+    }
+    // The staging copy is gone once everything is in S3.
+    let left = std::fs::read_dir(d.join("spool")).map_or(0, |r| r.count());
+    assert_eq!(left, 0, "the staging folder is removed");
+}

@@ -37,7 +37,7 @@ use crate::progress::{Mode as ProgressMode, Progress};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
 use crate::sinks::dead_letter;
 use crate::sinks::writer::{SinkIo, SinkMsg};
-use crate::sinks::{import_files, table, writer};
+use crate::sinks::{import_files, table, upload, writer};
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
 use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions};
@@ -83,7 +83,10 @@ pub struct MigrateOptions {
 /// `--to-import`: where the files go and how.
 #[derive(Debug, Clone)]
 pub struct ImportTarget {
+    /// Where the files are written (for S3, the staging folder).
     pub dir: PathBuf,
+    /// Where they go once the run has finished, when that is S3.
+    pub upload: Option<upload::S3Place>,
     /// Uncompressed bytes per file.
     pub file_size: u64,
     pub allow_collisions: bool,
@@ -102,6 +105,8 @@ pub enum PipelineError {
     DeadLetter(#[from] dead_letter::DeadLetterError),
     #[error(transparent)]
     ImportFiles(#[from] import_files::ImportFilesError),
+    #[error(transparent)]
+    Upload(#[from] upload::UploadError),
     #[error("the counts do not reconcile (read != written + deleted + filtered + dead-lettered); see the report")]
     NotReconciled,
     #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
@@ -223,6 +228,9 @@ pub async fn migrate(
     let (failure, warnings) = phases.read(source_warnings).await;
     drop(readers);
     let (mut failure, interrupted) = stages.join(failure).await;
+    if failure.is_none() && !interrupted {
+        failure = deliver_import(store, opts).await.err();
+    }
     saving.abort();
     let open = tracker.open_units();
     if failure.is_none() && !interrupted && open > 0 {
@@ -238,6 +246,23 @@ pub async fn migrate(
     };
     let (report, failure) = finish_report(&stats, mapping, opts, ended, failure);
     Ok(save_last_state(&saver, open, opts, report, failure))
+}
+
+/// Uploads `--to-import s3://...`'s files once the run has finished.
+async fn deliver_import(store: &Store, opts: &MigrateOptions) -> Result<(), PipelineError> {
+    let Some((t, place)) = opts
+        .to_import
+        .as_ref()
+        .and_then(|t| Some((t, t.upload.as_ref()?)))
+    else {
+        return Ok(());
+    };
+    let s3 = store
+        .s3_client()
+        .ok_or_else(|| PipelineError::Task("no S3 client was configured for --to-import".into()))?;
+    let files = upload::upload(s3, &t.dir, place).await?;
+    tracing::info!("uploaded {files} import files and their manifest to {place}");
+    Ok(())
 }
 
 /// Saves the run's last state (finished, or stopped and why). A state that
@@ -574,7 +599,9 @@ fn finish_report(
             Some(t) => format!(
                 "files for ImportTable of {} in {}",
                 mapping.table.name,
-                t.dir.display()
+                t.upload
+                    .as_ref()
+                    .map_or(t.dir.display().to_string(), ToString::to_string)
             ),
             None => mapping.table.name.clone(),
         },

@@ -6,7 +6,7 @@
 //! migrated, and [`table`] makes sure the target
 //! exists and matches the mapping before anything is written.
 //! [`import_files`] writes target items as files for ImportTable instead
-//! (`migrate --to-import`). `preview`
+//! (`migrate --to-import`), and [`upload`] puts them into S3. `preview`
 //! needs no sink: it prints instead (see `pipeline::preview`).
 
 pub mod batcher;
@@ -14,4 +14,5 @@ pub mod dead_letter;
 pub mod import_files;
 pub mod rate;
 pub mod table;
+pub mod upload;
 pub mod writer;

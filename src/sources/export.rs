@@ -56,6 +56,11 @@ impl Store {
         Store { spool, ..self }
     }
 
+    /// The S3 client, when one was configured.
+    pub fn s3_client(&self) -> Option<&aws_sdk_s3::Client> {
+        self.s3.as_ref()
+    }
+
     fn s3(&self, obj: &Object) -> Result<&aws_sdk_s3::Client, ExportError> {
         self.s3
             .as_ref()
