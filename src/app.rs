@@ -195,14 +195,19 @@ fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions>
     if let Some(location) = &a.to_import {
         // The state's target is where the files go.
         o.state.target = format!("files for ImportTable in {location}");
-        o.to_import = Some(import_target(location, a));
+        o.to_import = Some(import_target(location, a)?);
     }
     Ok(o)
 }
 
 /// `--to-import`: a local folder, or S3 through a staging folder.
-fn import_target(location: &str, a: &MigrateArgs) -> crate::pipeline::ImportTarget {
+fn import_target(location: &str, a: &MigrateArgs) -> Result<crate::pipeline::ImportTarget> {
     let upload = crate::sinks::upload::S3Place::parse(location);
+    if a.import_table && upload.is_none() {
+        anyhow::bail!(
+            "--import-table imports from S3: give --to-import s3://bucket/prefix/ (not {location})"
+        );
+    }
     let dir = match &upload {
         Some(_) => a
             .sources
@@ -212,12 +217,13 @@ fn import_target(location: &str, a: &MigrateArgs) -> crate::pipeline::ImportTarg
             .join(format!("singletable-import-{}", std::process::id())),
         None => PathBuf::from(location),
     };
-    crate::pipeline::ImportTarget {
+    Ok(crate::pipeline::ImportTarget {
         dir,
         upload,
+        import_table: a.import_table,
         file_size: a.import_file_size,
         allow_collisions: a.allow_collisions,
-    }
+    })
 }
 
 /// The target table and where it is, for the state's fingerprint.

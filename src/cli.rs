@@ -323,6 +323,12 @@ pub struct MigrateArgs {
     /// (ImportTable keeps one of them at random).
     #[arg(long, requires = "to_import")]
     pub allow_collisions: bool,
+    /// With --to-import s3://...: once the files are uploaded, have
+    /// ImportTable create the target table from them (the mapping's keys,
+    /// indexes and TTL), wait for it, and set its counts beside ours (exit
+    /// 3 when they differ). The target must not exist.
+    #[arg(long, requires = "to_import")]
+    pub import_table: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -284,8 +284,34 @@ pub struct RunReport {
     /// Collisions are found by a Bloom filter: how many of the
     /// `overwritten` counts it expects to be false alarms.
     pub overwrite_false_alarms_expected: f64,
+    /// ImportTable's own account, when the run imported (`--import-table`).
+    pub import_table: Option<ImportAccount>,
     /// 0 migrated, 2 failed or interrupted, 3 finished with items not migrated.
     pub exit_code: i32,
+}
+
+/// What ImportTable reported of an import.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportAccount {
+    pub import_arn: String,
+    /// COMPLETED, FAILED or CANCELLED.
+    pub status: String,
+    pub processed: u64,
+    pub imported: u64,
+    pub errors: u64,
+    pub failure: Option<String>,
+    pub seconds: f64,
+}
+
+impl ImportAccount {
+    /// Whether it agrees with our counts: every line we wrote processed,
+    /// one item imported per distinct key we wrote, no error.
+    pub fn agrees(&self, totals: &EntityReport) -> bool {
+        self.status == "COMPLETED"
+            && self.errors == 0
+            && self.processed == totals.written + totals.overwritten
+            && self.imported == totals.written
+    }
 }
 
 /// How many dead letters a run may have and still succeed.
@@ -519,6 +545,7 @@ impl RunReport {
             lowest_rate: rate.lowest_rate,
             rate_samples: rate.samples,
             overwrite_false_alarms_expected: (false_alarms * 1000.0).round() / 1000.0,
+            import_table: None,
             exit_code: EXIT_FAILED,
         }
     }
@@ -536,9 +563,16 @@ impl RunReport {
     /// or any item not written, else 0.
     pub fn judge(&mut self, failed: bool, allowance: Allowance) {
         self.allowed_dead_letters = allowance.limit(self.totals.read);
+        let import_differs = self
+            .import_table
+            .as_ref()
+            .is_some_and(|i| !i.agrees(&self.totals));
         self.exit_code = if failed || !self.reconciled {
             EXIT_FAILED
-        } else if self.not_migrated() > self.allowed_dead_letters || self.totals.not_written > 0 {
+        } else if self.not_migrated() > self.allowed_dead_letters
+            || self.totals.not_written > 0
+            || import_differs
+        {
             EXIT_NOT_MIGRATED
         } else {
             EXIT_OK
@@ -611,6 +645,7 @@ impl RunReport {
         ));
         out.push_str(&self.render_rate());
         out.push_str(&self.render_not_migrated());
+        out.push_str(&self.render_import());
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
@@ -659,6 +694,29 @@ impl RunReport {
             out.push_str(&format!("  listed in {p}\n"));
         }
         out
+    }
+
+    /// ImportTable's counts beside ours.
+    fn render_import(&self) -> String {
+        let Some(i) = &self.import_table else {
+            return String::new();
+        };
+        let t = &self.totals;
+        let verdict = match i.agrees(t) {
+            true => "they agree",
+            false => "THEY DIFFER (ImportTable's item errors are in CloudWatch Logs)",
+        };
+        format!(
+            "ImportTable {} in {:.0} s: processed {}, imported {}, errors {}{}; we wrote {} line(s) for {} key(s): {verdict}\n",
+            i.status,
+            i.seconds,
+            i.processed,
+            i.imported,
+            i.errors,
+            i.failure.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+            t.written + t.overwritten,
+            t.written,
+        )
     }
 
     fn render_verdict(&self) -> String {
@@ -831,6 +889,36 @@ mod tests {
         let mut r = report_with(0, 1);
         r.judge(false, Allowance::Count(5));
         assert_eq!(r.exit_code, EXIT_NOT_MIGRATED);
+    }
+
+    #[test]
+    fn an_import_whose_counts_differ_from_ours_is_not_a_success() {
+        let mut r = report_with(0, 0);
+        let written = r.totals.written;
+        let account = |processed: u64, imported: u64, errors: u64, status: &str| ImportAccount {
+            import_arn: "arn".into(),
+            status: status.into(),
+            processed,
+            imported,
+            errors,
+            failure: None,
+            seconds: 1.0,
+        };
+        r.import_table = Some(account(written, written, 0, "COMPLETED"));
+        r.judge(false, Allowance::default());
+        assert_eq!(r.exit_code, EXIT_OK);
+        assert!(r.render().contains("they agree"));
+        for differing in [
+            account(written, written - 1, 0, "COMPLETED"),
+            account(written + 1, written, 0, "COMPLETED"),
+            account(written, written, 1, "COMPLETED"),
+            account(written, written, 0, "FAILED"),
+        ] {
+            r.import_table = Some(differing.clone());
+            r.judge(false, Allowance::default());
+            assert_eq!(r.exit_code, EXIT_NOT_MIGRATED, "{differing:?}");
+            assert!(r.render().contains("THEY DIFFER"));
+        }
     }
 
     #[test]

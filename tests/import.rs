@@ -190,15 +190,21 @@ async fn to_import_refuses_an_incremental_export_it_cannot_apply() {
     assert!(!d.join("imp/manifest.json").exists());
 }
 
-#[tokio::test]
-async fn to_import_into_s3_uploads_every_file_and_the_manifest() {
+/// dynoxide and moto, demo exports in a temp folder, an `imports` bucket.
+async fn with_s3() -> (Dynoxide, Moto, tempfile::TempDir, aws_sdk_s3::Client) {
     let db = Dynoxide::start();
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    exports(d, &db.endpoint);
+    exports(dir.path(), &db.endpoint);
     let s3 = s3_client(&moto.endpoint).await;
     s3.create_bucket().bucket("imports").send().await.unwrap();
+    (db, moto, dir, s3)
+}
+
+#[tokio::test]
+async fn to_import_into_s3_uploads_every_file_and_the_manifest() {
+    let (db, moto, dir, s3) = with_s3().await;
+    let d = dir.path();
     let env = endpoints(&db.endpoint, &moto.endpoint);
     let m = m();
     let extra = [
@@ -264,4 +270,81 @@ async fn to_import_into_s3_uploads_every_file_and_the_manifest() {
     // The staging copy is gone once everything is in S3.
     let left = std::fs::read_dir(d.join("spool")).map_or(0, |r| r.count());
     assert_eq!(left, 0, "the staging folder is removed");
+}
+
+#[tokio::test]
+async fn import_table_builds_a_target_verify_full_matches() {
+    let (_db, moto, dir, _s3) = with_s3().await;
+    let d = dir.path();
+    // The target is moto's DynamoDB, which implements ImportTable.
+    let env = endpoints(&moto.endpoint, &moto.endpoint);
+    let m = m();
+    let extra = [
+        "--to-import",
+        "s3://imports/run1/",
+        "--import-table",
+        "--spool-dir",
+        "spool",
+        "--state",
+        "s.json",
+    ];
+    let o = singletable_env(d, &env, &migrate_args(&m, &extra));
+    // The dirty rows are dead-lettered: exit 3, and the import agrees.
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("they agree"), "{}", text(&o));
+    let r = report(d, "run.json");
+    let i = &r["import_table"];
+    assert_eq!(i["status"], "COMPLETED", "{r:#}");
+    assert_eq!(i["imported"], r["totals"]["written"], "{r:#}");
+    assert_eq!(i["errors"], 0, "{r:#}");
+    let c = client(&moto.endpoint).await;
+    let t = c
+        .describe_table()
+        .table_name("ai-girlfriend-table")
+        .send()
+        .await
+        .unwrap();
+    let indexes: Vec<&str> = t
+        .table()
+        .unwrap()
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|g| g.index_name())
+        .collect();
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+
+    let o = singletable_env(
+        d,
+        &env,
+        &[
+            "verify",
+            "--mapping",
+            &m,
+            "--exports-file",
+            "exports.txt",
+            "--full",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "verify --full matches: {}",
+        text(&o)
+    );
+
+    // ImportTable only creates tables: an existing target is refused before anything is read.
+    let extra = [
+        "--to-import",
+        "s3://imports/run2/",
+        "--import-table",
+        "--state",
+        "s2.json",
+    ];
+    let o = singletable_env(d, &env, &migrate_args(&m, &extra));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("exists: ImportTable only creates new tables"),
+        "{}",
+        text(&o)
+    );
 }

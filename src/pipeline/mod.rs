@@ -37,7 +37,7 @@ use crate::progress::{Mode as ProgressMode, Progress};
 use crate::report::{Allowance, RunMeta, RunReport, RunStats};
 use crate::sinks::dead_letter;
 use crate::sinks::writer::{SinkIo, SinkMsg};
-use crate::sinks::{import_files, table, upload, writer};
+use crate::sinks::{import_files, import_table, table, upload, writer};
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
 use crate::sources::{self, EntitySource, Readers, SourceMsg, SourceOptions};
@@ -87,6 +87,8 @@ pub struct ImportTarget {
     pub dir: PathBuf,
     /// Where they go once the run has finished, when that is S3.
     pub upload: Option<upload::S3Place>,
+    /// Then import them into a new table (`--import-table`).
+    pub import_table: bool,
     /// Uncompressed bytes per file.
     pub file_size: u64,
     pub allow_collisions: bool,
@@ -107,6 +109,8 @@ pub enum PipelineError {
     ImportFiles(#[from] import_files::ImportFilesError),
     #[error(transparent)]
     Upload(#[from] upload::UploadError),
+    #[error(transparent)]
+    ImportTable(#[from] import_table::ImportTableError),
     #[error("the counts do not reconcile (read != written + deleted + filtered + dead-lettered); see the report")]
     NotReconciled,
     #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
@@ -228,8 +232,12 @@ pub async fn migrate(
     let (failure, warnings) = phases.read(source_warnings).await;
     drop(readers);
     let (mut failure, interrupted) = stages.join(failure).await;
+    let mut import = None;
     if failure.is_none() && !interrupted {
-        failure = deliver_import(store, opts).await.err();
+        match deliver_import((client, store), mapping, opts).await {
+            Ok(account) => import = account,
+            Err(e) => failure = Some(e),
+        }
     }
     saving.abort();
     let open = tracker.open_units();
@@ -238,6 +246,7 @@ pub async fn migrate(
     }
     let ended = Ended {
         command: "migrate",
+        import,
         source: sources::source_words(&plan),
         started_at: begun.template.started_at.clone(),
         clock,
@@ -248,21 +257,30 @@ pub async fn migrate(
     Ok(save_last_state(&saver, open, opts, report, failure))
 }
 
-/// Uploads `--to-import s3://...`'s files once the run has finished.
-async fn deliver_import(store: &Store, opts: &MigrateOptions) -> Result<(), PipelineError> {
+/// Uploads `--to-import s3://...`'s files once the run has finished, and
+/// with `--import-table` imports them; returns ImportTable's account.
+async fn deliver_import(
+    (client, store): (&aws_sdk_dynamodb::Client, &Store),
+    mapping: &Mapping,
+    opts: &MigrateOptions,
+) -> Result<Option<crate::report::ImportAccount>, PipelineError> {
     let Some((t, place)) = opts
         .to_import
         .as_ref()
         .and_then(|t| Some((t, t.upload.as_ref()?)))
     else {
-        return Ok(());
+        return Ok(None);
     };
     let s3 = store
         .s3_client()
         .ok_or_else(|| PipelineError::Task("no S3 client was configured for --to-import".into()))?;
     let files = upload::upload(s3, &t.dir, place).await?;
     tracing::info!("uploaded {files} import files and their manifest to {place}");
-    Ok(())
+    if !t.import_table {
+        return Ok(None);
+    }
+    let account = import_table::import(client, &mapping.table, place, opts.quiet).await?;
+    Ok(Some(account))
 }
 
 /// Saves the run's last state (finished, or stopped and why). A state that
@@ -350,8 +368,14 @@ impl Stages {
             shutdown_tx.clone(),
         )
         .await?;
-        if opts.to_import.is_none() {
-            table::ensure(client, &mapping.table, opts.create_table, opts.warm).await?;
+        match &opts.to_import {
+            None => {
+                table::ensure(client, &mapping.table, opts.create_table, opts.warm).await?;
+            }
+            Some(t) if t.import_table => {
+                import_table::ensure_absent(client, &mapping.table).await?;
+            }
+            Some(_) => {}
         }
         let interrupted = Arc::new(AtomicBool::new(false));
         let signals = spawn_signals(
@@ -570,6 +594,8 @@ impl Phases<'_> {
 /// How a run ended, for its report.
 struct Ended {
     command: &'static str,
+    /// ImportTable's account, when the run imported.
+    import: Option<crate::report::ImportAccount>,
     /// Where it read from, in a word or two.
     source: String,
     started_at: String,
@@ -614,6 +640,7 @@ fn finish_report(
         source_warnings: ended.warnings,
     };
     let mut report = RunReport::build(stats, &names, meta);
+    report.import_table = ended.import;
     if failure.is_none() && !report.reconciled {
         failure = Some(PipelineError::NotReconciled);
     }

@@ -167,6 +167,7 @@ pub async fn replay(
     let fed = feed(records, &stages, &stats).await;
     let (failure, interrupted) = stages.join(fed.err()).await;
     let ended = Ended {
+        import: None,
         command: "replay",
         source: format!("dead letters {}", input.display()),
         started_at,

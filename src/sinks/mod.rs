@@ -6,12 +6,14 @@
 //! migrated, and [`table`] makes sure the target
 //! exists and matches the mapping before anything is written.
 //! [`import_files`] writes target items as files for ImportTable instead
-//! (`migrate --to-import`), and [`upload`] puts them into S3. `preview`
+//! (`migrate --to-import`), [`upload`] puts them into S3, and
+//! [`import_table`] has ImportTable make the new table of them. `preview`
 //! needs no sink: it prints instead (see `pipeline::preview`).
 
 pub mod batcher;
 pub mod dead_letter;
 pub mod import_files;
+pub mod import_table;
 pub mod rate;
 pub mod table;
 pub mod upload;
