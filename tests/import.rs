@@ -190,6 +190,19 @@ async fn to_import_refuses_an_incremental_export_it_cannot_apply() {
     assert!(!d.join("imp/manifest.json").exists());
 }
 
+/// `verify --full` of the target against the exports: a match.
+fn verify_full_matches(d: &Path, env: &[(&str, &str)]) {
+    let m = m();
+    let v = args("verify --exports-file exports.txt --full");
+    let o = singletable_env(d, env, &[&v[..], &["--mapping", &m]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "verify --full matches: {}",
+        text(&o)
+    );
+}
+
 /// dynoxide and moto, demo exports in a temp folder, an `imports` bucket.
 async fn with_s3() -> (Dynoxide, Moto, tempfile::TempDir, aws_sdk_s3::Client) {
     let db = Dynoxide::start();
@@ -313,24 +326,7 @@ async fn import_table_builds_a_target_verify_full_matches() {
         .collect();
     assert_eq!(indexes.len(), 2, "{indexes:?}");
 
-    let o = singletable_env(
-        d,
-        &env,
-        &[
-            "verify",
-            "--mapping",
-            &m,
-            "--exports-file",
-            "exports.txt",
-            "--full",
-        ],
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "verify --full matches: {}",
-        text(&o)
-    );
+    verify_full_matches(d, &env);
 
     // ImportTable only creates tables: an existing target is refused before anything is read.
     let extra = [
@@ -347,4 +343,79 @@ async fn import_table_builds_a_target_verify_full_matches() {
         "{}",
         text(&o)
     );
+}
+
+#[tokio::test]
+async fn local_files_uploaded_with_the_aws_cli_import_to_a_matching_table() {
+    let (_db, moto, dir, _s3) = with_s3().await;
+    let d = dir.path();
+    let env = endpoints(&moto.endpoint, &moto.endpoint);
+    let m = m();
+    let o = singletable_env(
+        d,
+        &env,
+        &migrate_args(&m, &["--to-import", "imp", "--state", "s.json"]),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let cli = std::process::Command::new("aws")
+        .args([
+            "s3",
+            "sync",
+            "imp/data",
+            "s3://imports/cli/data",
+            "--endpoint-url",
+            &moto.endpoint,
+        ])
+        .current_dir(d)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("the AWS CLI (.ci/run installs it)");
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+
+    // ImportTable, called as a user would, on the uploaded prefix.
+    let spec = singletable::mapping::Mapping::shipped().table;
+    let c = client(&moto.endpoint).await;
+    let source = aws_sdk_dynamodb::types::S3BucketSource::builder()
+        .s3_bucket("imports")
+        .s3_key_prefix("cli/data/")
+        .build()
+        .unwrap();
+    let started = c
+        .import_table()
+        .s3_bucket_source(source)
+        .input_format(aws_sdk_dynamodb::types::InputFormat::DynamodbJson)
+        .input_compression_type(aws_sdk_dynamodb::types::InputCompressionType::Gzip)
+        .table_creation_parameters(singletable::sinks::table::creation_parameters(&spec).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let arn = started
+        .import_table_description()
+        .unwrap()
+        .import_arn()
+        .unwrap()
+        .to_string();
+    let mut status = String::new();
+    for _ in 0..120 {
+        let d = c.describe_import().import_arn(&arn).send().await.unwrap();
+        status = d
+            .import_table_description()
+            .unwrap()
+            .import_status()
+            .unwrap()
+            .as_str()
+            .to_string();
+        if status != "IN_PROGRESS" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, "COMPLETED");
+    verify_full_matches(d, &env);
 }

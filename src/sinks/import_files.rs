@@ -33,6 +33,9 @@ use crate::sinks::writer::{SinkError, SinkIo, SinkMsg};
 
 /// ImportTable's limit on S3 objects per import.
 pub const MAX_IMPORT_OBJECTS: usize = 50_000;
+/// ImportTable's limit on the data of one import (15 TB in the large
+/// regions; 1 TB in the others, which the tool cannot tell apart).
+pub const MAX_IMPORT_BYTES: u64 = 15_000_000_000_000;
 /// Files open at once, among which items are shuffled.
 pub const SPREAD: usize = 16;
 
@@ -68,6 +71,8 @@ pub enum ImportFilesError {
     },
     #[error("{0} already holds import files (data/ or manifest.json): ImportTable would import them too; choose an empty folder or remove them")]
     NotEmpty(String),
+    #[error("{0} bytes of items is over ImportTable's 15 TB per import (1 TB outside the large regions); split the migration (a mapping for some of the entities, then another)")]
+    TooLarge(u64),
     #[error("{files} files is over ImportTable's {MAX_IMPORT_OBJECTS} objects per import; raise --import-file-size (now {bound} bytes)")]
     TooManyFiles { files: usize, bound: u64 },
 }
@@ -79,6 +84,8 @@ pub struct ImportFiles {
     open: Vec<Option<Open>>,
     done: Vec<FileEntry>,
     next: usize,
+    /// Uncompressed bytes written, all files.
+    raw_total: u64,
     rng: rand_chacha::ChaCha8Rng,
     line: Vec<u8>,
 }
@@ -129,6 +136,7 @@ impl ImportFiles {
             open: (0..SPREAD).map(|_| None).collect(),
             done: Vec::new(),
             next: 0,
+            raw_total: 0,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             line: Vec::with_capacity(1024),
         })
@@ -152,6 +160,7 @@ impl ImportFiles {
         file.gz.write_all(&self.line).map_err(|e| io(&path, e))?;
         file.items += 1;
         file.raw += self.line.len() as u64;
+        self.raw_total += self.line.len() as u64;
         if file.raw >= self.bound {
             if let Some(full) = self.open[slot].take() {
                 self.close(full)?;
@@ -205,6 +214,9 @@ impl ImportFiles {
             self.close(f)?;
         }
         self.done.sort_by(|a, b| a.name.cmp(&b.name));
+        if self.raw_total > MAX_IMPORT_BYTES {
+            return Err(ImportFilesError::TooLarge(self.raw_total));
+        }
         if self.done.len() > MAX_IMPORT_OBJECTS {
             return Err(ImportFilesError::TooManyFiles {
                 files: self.done.len(),
@@ -418,6 +430,20 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("already holds import files"), "{e}");
+    }
+
+    #[test]
+    fn more_than_an_import_takes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ImportFiles::create(dir.path(), 1_000, 1).unwrap();
+        w.put(&item("A", 1)).unwrap();
+        w.raw_total = MAX_IMPORT_BYTES + 1;
+        let e = w.finish().unwrap_err().to_string();
+        assert!(
+            e.contains("15 TB") && e.contains("split the migration"),
+            "{e}"
+        );
+        assert!(!dir.path().join("manifest.json").exists());
     }
 
     #[test]
