@@ -177,6 +177,18 @@ async fn plan_forecasts_what_the_migration_then_does() {
     assert_eq!(p["collisions"]["count"], 2);
     assert_eq!(p["collisions"]["across_entities"], 1);
     assert!(out.contains("collisions: 2 target key(s)"), "{out}");
+    // Three write units an item by BatchWriteItem cost more than the import.
+    let usd = |k: &str| {
+        p["cost"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {:#}", p["cost"]))
+    };
+    assert!(
+        usd("import_table_usd") < usd("on_demand_writes_usd"),
+        "{:#}",
+        p["cost"]
+    );
+    assert!(out.contains("cheaper through ImportTable"), "{out}");
 
     // The hot key: the table's hottest partition, with its exact units.
     let table_hot = &p["hot_partitions"][0];

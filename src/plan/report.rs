@@ -479,6 +479,12 @@ impl PlanReport {
             usd(k.read_by_scan_usd),
             usd(k.read_by_export_usd)
         );
+        if k.import_table_usd < k.on_demand_writes_usd {
+            let _ = writeln!(
+                out,
+                "a new target is cheaper through ImportTable (no write capacity): migrate --to-import s3://bucket/prefix/ --import-table"
+            );
+        }
         let _ = writeln!(out, "warm throughput: {}", self.warm_throughput.why);
         if let Some(f) = &self.dead_letter_file {
             let _ = writeln!(out, "would-be dead letters listed in {f}");
