@@ -22,6 +22,12 @@ fn migrate_args<'a>(mapping: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
+/// The run failed (exit 2) saying `why`.
+fn assert_refused(o: &std::process::Output, why: &str) {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    assert!(text(o).contains(why), "{}", text(o));
+}
+
 /// An independent reader: Python's gzip and json, every file under data/.
 /// Prints the item count, then each item's pk, sk and entity type.
 const READER: &str = r#"
@@ -156,12 +162,7 @@ async fn to_import_refuses_collisions_unless_allowed() {
 
     // A folder holding a run's files is not written into again.
     let o = singletable(d, &db.endpoint, &migrate_args("colliding.toml", &extra));
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("already holds import files"),
-        "{}",
-        text(&o)
-    );
+    assert_refused(&o, "already holds import files");
 }
 
 #[tokio::test]
@@ -181,12 +182,7 @@ async fn to_import_refuses_an_incremental_export_it_cannot_apply() {
         &db.endpoint,
         &migrate_args(&m, &["--to-import", "imp", "--state", "s.json"]),
     );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("ImportTable cannot delete"),
-        "{}",
-        text(&o)
-    );
+    assert_refused(&o, "ImportTable cannot delete");
     assert!(!d.join("imp/manifest.json").exists());
 }
 
@@ -337,12 +333,7 @@ async fn import_table_builds_a_target_verify_full_matches() {
         "s2.json",
     ];
     let o = singletable_env(d, &env, &migrate_args(&m, &extra));
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("exists: ImportTable only creates new tables"),
-        "{}",
-        text(&o)
-    );
+    assert_refused(&o, "exists: ImportTable only creates new tables");
 }
 
 #[tokio::test]

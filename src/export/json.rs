@@ -285,34 +285,9 @@ fn set<E: de::Error>(members: Vec<String>) -> Result<Vec<String>, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::{parse_line, Format, LineError};
-    use crate::item::{item_to_json, JsonValueError};
+    use crate::export::{parse_line, Format};
+    use crate::item::item_to_json;
     use proptest::prelude::*;
-
-    /// The tree-based reader, as `parse_line` was before the fast path.
-    fn tree(incremental: bool, line: &str) -> Result<Record, LineError> {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| LineError::Structure(format!("not JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| LineError::Structure("not a JSON object".into()))?;
-        let get = |n: &str| -> Result<Option<Item>, JsonValueError> {
-            obj.get(n).map(crate::item::item_from_json).transpose()
-        };
-        let value = |n: &str, e: JsonValueError| LineError::Value(format!("{n}.{e}"));
-        if incremental {
-            let keys = get("Keys").map_err(|e| value("Keys", e))?;
-            let keys = keys
-                .ok_or_else(|| LineError::Structure("an incremental record without Keys".into()))?;
-            let new = get("NewImage").map_err(|e| value("NewImage", e))?;
-            let old = get("OldImage").map_err(|e| value("OldImage", e))?;
-            return Ok(Record::Change { keys, new, old });
-        }
-        get("Item")
-            .map_err(|e| value("Item", e))?
-            .map(Record::Item)
-            .ok_or_else(|| LineError::Structure("a full-export line without Item".into()))
-    }
 
     /// Random DynamoDB JSON values, valid and not: wrong types, empty sets,
     /// bad numbers and base64, two descriptors, unknown descriptors.
@@ -384,7 +359,7 @@ mod tests {
         /// `parse_line` as a whole gives exactly the tree's answer.
         #[test]
         fn fast_and_tree_readers_agree((incremental, line) in arb_line()) {
-            let slow = tree(incremental, &line);
+            let slow = super::super::json_tree_record(incremental, &line);
             if let Some(fast) = fast_record(incremental, &line) {
                 prop_assert_eq!(Ok(fast), slow.clone());
             }

@@ -294,18 +294,11 @@ pub enum LineError {
 /// Parses one data line.
 pub fn parse_line(format: Format, incremental: bool, line: &str) -> Result<Record, LineError> {
     match format {
-        Format::DynamoDbJson => {
-            if let Some(record) = json::fast_record(incremental, line) {
-                return Ok(record);
-            }
+        Format::DynamoDbJson => match json::fast_record(incremental, line) {
+            Some(record) => Ok(record),
             // Something is off: the tree-based reader names it.
-            let v: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| LineError::Structure(format!("not JSON: {e}")))?;
-            let obj = v
-                .as_object()
-                .ok_or_else(|| LineError::Structure("not a JSON object".into()))?;
-            record(incremental, |name| obj.get(name).map(item_from_json))
-        }
+            None => json_tree_record(incremental, line),
+        },
         Format::Ion => {
             let e = ion_rs::Element::read_one(line.as_bytes())
                 .map_err(|e| LineError::Structure(format!("not Ion: {e}")))?;
@@ -317,6 +310,17 @@ pub fn parse_line(format: Format, incremental: bool, line: &str) -> Result<Recor
             })
         }
     }
+}
+
+/// A DYNAMODB_JSON line read through a JSON tree: slower than
+/// [`json::fast_record`], and the reader that names what is wrong.
+fn json_tree_record(incremental: bool, line: &str) -> Result<Record, LineError> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| LineError::Structure(format!("not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| LineError::Structure("not a JSON object".into()))?;
+    record(incremental, |name| obj.get(name).map(item_from_json))
 }
 
 /// Builds a record from a line's images, `image(name)` reading one of

@@ -331,25 +331,28 @@ impl Worker {
         if op == Op::Put {
             t.sizes.record(size);
         }
-        // A delete's index copies are unknown: the sink counts all.
-        let landed = |i: usize| op == Op::Delete || lands_in(item, &table.indexes[i]);
-        let copies = (0..table.indexes.len()).filter(|&i| landed(i)).count();
         match (op, counted) {
             (Op::Put, _) => t.puts += 1,
             (Op::Delete, true) => t.deletes += 1,
             (Op::Delete, false) => t.stale_deletes += 1,
         }
         t.table_units += per_copy;
-        t.estimated_units += write_units(size, copies);
         self.hot
             .add(0, &attr_text(item, &table.partition_key), per_copy);
-        for i in (0..table.indexes.len()).filter(|&i| landed(i)) {
+        let mut copies = 0;
+        for (i, ix) in table.indexes.iter().enumerate() {
+            // A delete's index copies are unknown: the sink counts all.
+            if op == Op::Put && !lands_in(item, ix) {
+                continue;
+            }
+            copies += 1;
             t.index_units[i] += per_copy;
             if op == Op::Put {
-                let pk = attr_text(item, &table.indexes[i].partition_key);
-                self.hot.add(i + 1, &pk, per_copy);
+                self.hot
+                    .add(i + 1, &attr_text(item, &ix.partition_key), per_copy);
             }
         }
+        t.estimated_units += write_units(size, copies);
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::checkpoint::tracker::Outcome;
-use crate::item::{key_display, key_text, project, Item, JsonItem};
+use crate::item::{key_display, project, Item, JsonItem};
 use crate::report::RunStats;
 use crate::sinks::batcher::Op;
 use crate::sinks::writer::{SinkError, SinkIo, SinkMsg};
@@ -285,8 +285,8 @@ pub async fn run(
             )));
         }
         files.put(&req.item).map_err(|e| fatal(e.to_string()))?;
-        let digest =
-            u128::from_be_bytes(Md5::digest(key_text(&req.item, &names).as_bytes()).into());
+        // `req.key` is the target key's text, worked out in the transform.
+        let digest = u128::from_be_bytes(Md5::digest(req.key.as_bytes()).into());
         let repeated = !seen.insert(digest);
         if repeated {
             collisions.0 += 1;

@@ -11,11 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    ImportStatus, InputCompressionType, InputFormat, S3BucketSource, TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::{ImportStatus, InputCompressionType, InputFormat, S3BucketSource};
 
-use super::table::{creation_parameters, describe, TableError};
+use super::table::{creation_parameters, describe, enable_ttl, TableError};
 use super::upload::S3Place;
 use crate::mapping::TableSpec;
 use crate::report::ImportAccount;
@@ -125,34 +123,4 @@ pub async fn import(
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// Turns on the mapping's TTL attribute, which ImportTable does not set.
-async fn enable_ttl(
-    client: &aws_sdk_dynamodb::Client,
-    spec: &TableSpec,
-) -> Result<(), ImportTableError> {
-    let Some(attr) = &spec.ttl_attribute else {
-        return Ok(());
-    };
-    let ttl = TimeToLiveSpecification::builder()
-        .attribute_name(attr)
-        .enabled(true)
-        .build()
-        .map_err(|e| ImportTableError::Call {
-            what: "UpdateTimeToLive",
-            table: spec.name.clone(),
-            message: e.to_string(),
-        })?;
-    let done = client
-        .update_time_to_live()
-        .table_name(&spec.name)
-        .time_to_live_specification(ttl)
-        .send()
-        .await;
-    done.map(|_| ()).map_err(|e| ImportTableError::Call {
-        what: "UpdateTimeToLive",
-        table: spec.name.clone(),
-        message: crate::aws::describe_error(&e),
-    })
 }

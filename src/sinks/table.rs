@@ -70,23 +70,34 @@ pub async fn ensure(
     let desc = wait_active(client, &spec.name, Duration::from_secs(600)).await?;
     check(spec, &desc)?;
     if created {
-        if let Some(ttl) = &spec.ttl_attribute {
-            client
-                .update_time_to_live()
-                .table_name(&spec.name)
-                .time_to_live_specification(
-                    TimeToLiveSpecification::builder()
-                        .enabled(true)
-                        .attribute_name(ttl)
-                        .build()
-                        .map_err(|e| aws(&spec.name, e.to_string()))?,
-                )
-                .send()
-                .await
-                .map_err(|e| aws(&spec.name, crate::aws::describe_error(&e)))?;
-        }
+        enable_ttl(client, spec).await?;
     }
     Ok(created)
+}
+
+/// Turns on the mapping's TTL attribute on a table this tool made
+/// (CreateTable and ImportTable take none).
+pub async fn enable_ttl(
+    client: &aws_sdk_dynamodb::Client,
+    spec: &TableSpec,
+) -> Result<(), TableError> {
+    let Some(ttl) = &spec.ttl_attribute else {
+        return Ok(());
+    };
+    client
+        .update_time_to_live()
+        .table_name(&spec.name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(ttl)
+                .build()
+                .map_err(|e| aws(&spec.name, e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| aws(&spec.name, crate::aws::describe_error(&e)))?;
+    Ok(())
 }
 
 fn aws(table: &str, message: String) -> TableError {
