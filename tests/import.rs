@@ -184,6 +184,23 @@ async fn to_import_refuses_an_incremental_export_it_cannot_apply() {
     );
     assert_refused(&o, "ImportTable cannot delete");
     assert!(!d.join("imp/manifest.json").exists());
+    // The delete and what followed it are accounted for, not dropped.
+    let r = report(d, "run.json");
+    assert_eq!(r["reconciled"], true, "{r:#}");
+    assert!(r["totals"]["not_written"].as_u64().unwrap() > 0, "{r:#}");
+    let unwritten = dead_letters(d, "dead.jsonl")
+        .iter()
+        .filter(|l| {
+            l["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ImportTable cannot delete")
+        })
+        .count();
+    assert!(
+        unwritten > 0,
+        "the refused delete is in the dead-letter file"
+    );
 }
 
 /// `verify --full` of the target against the exports: a match.

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use crate::checkpoint::tracker::Outcome;
 use crate::item::{key_display, project, Item, JsonItem};
 use crate::report::RunStats;
-use crate::sinks::batcher::Op;
+use crate::sinks::batcher::{Op, WriteRequest};
+use crate::sinks::dead_letter::{DeadLetter, Stage};
 use crate::sinks::writer::{SinkError, SinkIo, SinkMsg};
 
 /// ImportTable's limit on S3 objects per import.
@@ -268,6 +269,8 @@ pub async fn run(
     let names: Vec<&str> = cfg.key_names.iter().map(String::as_str).collect();
     let mut seen: HashSet<u128> = HashSet::new();
     let mut collisions: (u64, Option<String>) = (0, None);
+    // Once the run must stop, what still comes is recorded as not written.
+    let mut stopped: Option<String> = None;
     while let Some(msg) = io.rx.recv().await {
         let req = match msg {
             SinkMsg::Write(r) => r,
@@ -277,14 +280,26 @@ pub async fn run(
                 continue;
             }
         };
-        if req.op == Op::Delete {
-            let _ = io.on_stop.send(true);
-            return Err(fatal(format!(
+        if stopped.is_none() && req.op == Op::Delete {
+            stopped = Some(format!(
                 "ImportTable cannot delete ({}, from an incremental export's change or a moved key): --to-import reads full exports and scans only",
                 key_display(&req.item)
-            )));
+            ));
         }
-        files.put(&req.item).map_err(|e| fatal(e.to_string()))?;
+        if stopped.is_none() {
+            if let Err(e) = files.put(&req.item) {
+                stopped = Some(e.to_string());
+            }
+        }
+        if let Some(why) = &stopped {
+            let _ = io.on_stop.send(true);
+            let letter = unwritten(req, why);
+            io.dead
+                .send(letter)
+                .await
+                .map_err(|_| SinkError::DeadLetterClosed)?;
+            continue;
+        }
         // `req.key` is the target key's text, worked out in the transform.
         let digest = u128::from_be_bytes(Md5::digest(req.key.as_bytes()).into());
         let repeated = !seen.insert(digest);
@@ -305,6 +320,9 @@ pub async fn run(
             part.settle();
         }
     }
+    if let Some(why) = stopped {
+        return Err(fatal(why));
+    }
     if *io.shutdown.borrow() {
         return Ok(());
     }
@@ -317,6 +335,21 @@ pub async fn run(
     }
     files.finish().map_err(|e| fatal(e.to_string()))?;
     Ok(())
+}
+
+/// A write the stopped sink did not make, for the dead-letter file.
+fn unwritten(r: WriteRequest, why: &str) -> DeadLetter {
+    DeadLetter {
+        entity: r.entity,
+        source_key: r.source_key,
+        stage: Stage::Unwritten,
+        op: r.op,
+        reason: format!("not written: {why}"),
+        item: r.item,
+        raw: None,
+        counted: r.counted,
+        part: r.part,
+    }
 }
 
 fn io(path: &Path, source: std::io::Error) -> ImportFilesError {
