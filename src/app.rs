@@ -16,8 +16,9 @@ use anyhow::{Context, Result};
 use crate::aws::AwsOptions;
 use crate::checkpoint::{State, Status};
 use crate::cli::{
-    AwsArgs, Command, DataArgs, DemoArgs, DemoDataArgs, ExportFormat, MappingArgs, MigrateArgs,
-    PlanArgs, PreviewArgs, ReplayArgs, ScanArgs, SourceArgs, StatusArgs, VerifyArgs, WriteArgs,
+    AwsArgs, Command, CutoverArgs, DataArgs, DemoArgs, DemoDataArgs, ExportFormat, FollowArgs,
+    MappingArgs, MigrateArgs, PlanArgs, PreviewArgs, ReplayArgs, ScanArgs, SourceArgs, StatusArgs,
+    VerifyArgs, WriteArgs,
 };
 use crate::export::write::ExportSpec;
 use crate::export::Record;
@@ -36,6 +37,8 @@ pub async fn run(command: Command) -> Result<i32> {
     match command {
         Command::Plan(a) => plan(&a).await,
         Command::Migrate(a) => migrate(&a).await,
+        Command::Follow(a) => follow(&a).await,
+        Command::CutoverCheck(a) => cutover_check(&a).await,
         Command::Status(a) => status(&a),
         Command::Replay(a) => replay(&a).await,
         Command::Preview(a) => preview(&a).await,
@@ -103,6 +106,17 @@ async fn clients(
         crate::aws::dynamodb(&config),
         crate::aws::s3(&config, &opts),
     )
+}
+
+/// The DynamoDB client and the DynamoDB Streams client of a follow.
+async fn stream_clients(
+    a: &AwsArgs,
+) -> (
+    aws_sdk_dynamodb::Client,
+    crate::sources::streams::StreamsClient,
+) {
+    let config = crate::aws::load(&aws_options(a)).await;
+    (crate::aws::dynamodb(&config), crate::aws::streams(&config))
 }
 
 /// The source options: `--export` and `--exports-file` lines, in order.
@@ -175,6 +189,7 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
             read: w.warm_read_units,
         }),
         to_import: None,
+        then_follow: None,
     }
 }
 
@@ -252,9 +267,16 @@ fn store(s3: aws_sdk_s3::Client, a: &SourceArgs) -> Store {
 
 async fn migrate(a: &MigrateArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
-    let opts = migrate_options(a, &mapping)?;
+    let mut opts = migrate_options(a, &mapping)?;
+    if a.until.until_caught_up && !a.then_follow {
+        anyhow::bail!("--until-caught-up stops a follow: pass --then-follow with it");
+    }
     if a.resume {
         if let Some(done) = State::load(&a.state)?.filter(|s| s.status == Status::Finished) {
+            if a.then_follow && done.follow.is_some() {
+                eprintln!("the copy finished before; following the streams");
+                return then_follow(a, &mapping, &opts).await;
+            }
             eprint!(
                 "{}",
                 crate::checkpoint::render_status(&a.state, &done, false)
@@ -266,14 +288,108 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
         }
     }
     let (client, s3) = clients(&a.aws, None).await;
-    run_migrate(
+    if a.then_follow {
+        // Refused before anything is copied: a copy that cannot be followed.
+        opts.then_follow = Some(crate::sources::streams::discover(&client, &mapping).await?);
+    }
+    let code = run_migrate(
         &client,
         &store(s3, &a.sources),
         &mapping,
         &opts,
         a.write.report.as_deref(),
     )
-    .await
+    .await?;
+    if !a.then_follow {
+        return Ok(code);
+    }
+    if code != EXIT_OK {
+        eprintln!(
+            "not following the streams: the copy ended with exit {code}; once it is fixed, singletable migrate --resume --then-follow --state {} goes on (or follow --state {} once the copy has finished)",
+            a.state.display(),
+            a.state.display()
+        );
+        return Ok(code);
+    }
+    then_follow(a, &mapping, &opts).await
+}
+
+/// `migrate --then-follow`, once the copy has finished: the follow, from
+/// where the copy recorded, its dead letters and report named *.follow.*.
+async fn then_follow(a: &MigrateArgs, mapping: &Mapping, copy: &MigrateOptions) -> Result<i32> {
+    let mut write = copy.clone();
+    write.then_follow = None;
+    write.create_table = false;
+    write.warm = None;
+    write.dead_letter = a.dead_letter.with_extension("follow.jsonl");
+    write.allow_dead_letters = crate::report::Allowance::Count(0);
+    let opts = pipeline::follow::FollowOptions {
+        write,
+        from: None,
+        until_caught_up: a.until.until_caught_up,
+        max_lag: a.until.max_lag,
+        fresh: false,
+    };
+    let (client, streams) = stream_clients(&a.aws).await;
+    let report = a
+        .write
+        .report
+        .as_ref()
+        .map(|r| r.with_extension("follow.json"));
+    let ran = pipeline::follow::follow(&client, &streams, mapping, &opts).await?;
+    finish_run(ran, report.as_deref())
+}
+
+/// `follow`: the streams into the target, from where the state stands.
+async fn follow(a: &FollowArgs) -> Result<i32> {
+    let mapping = load_mapping(&a.mapping)?;
+    let mut write = write_options(&a.write, &a.aws, a.dead_letter.clone());
+    write.stall_timeout = a.stall_timeout;
+    write.state = StateOptions {
+        path: a.state.clone(),
+        resume: false,
+        fresh: a.fresh,
+        every: a.state_interval,
+        target: target_words(&mapping.table.name, &a.aws),
+    };
+    let opts = pipeline::follow::FollowOptions {
+        write,
+        from: a.from.clone(),
+        until_caught_up: a.until.until_caught_up,
+        max_lag: a.until.max_lag,
+        fresh: a.fresh,
+    };
+    let (client, streams) = stream_clients(&a.aws).await;
+    let ran = pipeline::follow::follow(&client, &streams, &mapping, &opts).await?;
+    finish_run(ran, a.write.report.as_deref())
+}
+
+/// `cutover-check`: GO (exit 0) or NO-GO with the figures.
+async fn cutover_check(a: &CutoverArgs) -> Result<i32> {
+    let mapping = load_mapping(&a.mapping)?;
+    let opts = pipeline::cutover::CutoverOptions {
+        state: a.state.clone(),
+        max_lag: a.max_lag,
+        verify: VerifyOptions {
+            sample: a.sample as usize,
+            sample_rate: None,
+            full: false,
+            seed: a.seed,
+            sources: SourceOptions::default(),
+            scan: scan_config(&ScanArgs::default()),
+            read_concurrency: 16,
+            max_listed: 100,
+            collect_limit: crate::verify::full::COLLECT_LIMIT,
+        },
+    };
+    let (client, streams) = stream_clients(&a.aws).await;
+    let report = pipeline::cutover::check(&client, &streams, &mapping, &opts).await?;
+    if let Some(path) = &a.report {
+        write_json(path, &report)
+            .with_context(|| format!("writing the check {}", path.display()))?;
+    }
+    out(&report.render());
+    Ok(report.exit_code)
 }
 
 async fn run_migrate(
@@ -745,6 +861,7 @@ async fn demo_steps(
         warm: None,
         progress_every: Duration::from_secs(30),
         to_import: None,
+        then_follow: None,
     };
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"

@@ -145,6 +145,13 @@ pub fn s3(config: &aws_config::SdkConfig, opts: &AwsOptions) -> aws_sdk_s3::Clie
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// The DynamoDB Streams client (`follow`), from the shared configuration:
+/// `--endpoint-url` applies to it too; per service,
+/// AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
+pub fn streams(config: &aws_config::SdkConfig) -> aws_sdk_dynamodbstreams::Client {
+    aws_sdk_dynamodbstreams::Client::new(config)
+}
+
 /// The DynamoDB client, built once from the shared configuration.
 pub fn dynamodb(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)

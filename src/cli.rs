@@ -14,11 +14,13 @@ use crate::report::Allowance;
 /// What the exit codes mean, for every --help.
 const EXIT_CODES: &str = "Exit codes:
   0  success: everything read was migrated, filtered by a rule, or dead-lettered
-     within --allow-dead-letters (verify: the target matches)
-  1  verify found differences
+     within --allow-dead-letters (verify: the target matches; follow --until-caught-up:
+     caught up; cutover-check: GO)
+  1  verify (or cutover-check's sample) found differences
   2  the tool failed or was interrupted (an error, a stall, Ctrl-C, SIGTERM, SIGHUP)
-  3  migrate (or replay) finished, but items were not migrated (dead letters beyond
-     --allow-dead-letters); the summary says which, and the dead-letter file lists them";
+  3  migrate, replay or follow finished, but items were not migrated (dead letters
+     beyond --allow-dead-letters); the summary says which, and the dead-letter file
+     lists them (cutover-check: changes not applied yet)";
 
 /// Migrate a one-table-per-entity DynamoDB layout into a single-table design,
 /// and prove it did.
@@ -51,6 +53,8 @@ impl Cli {
             Command::Verify(a) => a.aws.quiet,
             Command::DemoData(a) => a.aws.quiet,
             Command::Demo(a) => a.quiet,
+            Command::Follow(a) => a.aws.quiet,
+            Command::CutoverCheck(a) => a.aws.quiet,
             _ => false,
         }
     }
@@ -64,6 +68,14 @@ pub enum Command {
     /// Copy every legacy table through the mapping into the target table.
     #[command(after_help = EXIT_CODES)]
     Migrate(MigrateArgs),
+    /// Apply the legacy tables' DynamoDB Streams to the target until cutover
+    /// (after a bulk copy; `migrate --then-follow` does both).
+    #[command(after_help = EXIT_CODES)]
+    Follow(FollowArgs),
+    /// Whether the target may take over: the follow's lag, the changes the
+    /// streams hold beyond it, and a sampled verify; GO or NO-GO.
+    #[command(after_help = EXIT_CODES)]
+    CutoverCheck(CutoverArgs),
     /// Where a migration stands (running, killed, stopped or finished), from its state file.
     Status(StatusArgs),
     /// Write the items of a dead-letter file again, once their cause is fixed.
@@ -98,8 +110,9 @@ pub struct AwsArgs {
     /// Named profile from the shared AWS config.
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Send every request (DynamoDB and S3) here instead of AWS. Per service:
-    /// AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3; for both: AWS_ENDPOINT_URL.
+    /// Send every request (DynamoDB, its Streams, S3) here instead of AWS.
+    /// Per service: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_DYNAMODB_STREAMS,
+    /// AWS_ENDPOINT_URL_S3; for all: AWS_ENDPOINT_URL.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Seconds one attempt of one request may take before it is retried.
@@ -329,6 +342,96 @@ pub struct MigrateArgs {
     /// 3 when they differ). The target must not exist.
     #[arg(long, requires = "to_import")]
     pub import_table: bool,
+    /// Follow the legacy tables' streams into the target once the copy has
+    /// finished (exit 0): each stream from the copy's start (per table, its
+    /// export's time or when its scan began), recorded in the state before
+    /// anything is read, so no change made during the copy is missed. The
+    /// streams must be enabled (NEW_AND_OLD_IMAGES); checked first. The
+    /// follow's dead letters and report go beside the copy's, named
+    /// *.follow.*. Runs until a signal, or see --until-caught-up.
+    #[arg(long, conflicts_with = "to_import")]
+    pub then_follow: bool,
+    #[command(flatten)]
+    pub until: UntilArgs,
+}
+
+/// When a follow stops by itself.
+#[derive(Debug, Clone, Args)]
+pub struct UntilArgs {
+    /// Stop once every table is caught up (exit 0): every shard read to its
+    /// tip within --max-lag, and every record read applied.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// How far behind its stream a table may be and count as caught up:
+    /// every change made longer ago than this is applied. E.g. 5s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub max_lag: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub write: WriteArgs,
+    /// Where to start in each stream: TRIM_HORIZON (every record the
+    /// streams keep: 24 hours), LATEST (changes made from now), or a time
+    /// (RFC 3339, e.g. 2026-11-25T21:00:00Z: the time of the export or scan
+    /// the target was copied from). Records made more than a minute before
+    /// a time are skipped; applying a change again is harmless. Default:
+    /// where the state file says (the shards' positions, or the start
+    /// `migrate --then-follow` recorded), else TRIM_HORIZON.
+    #[arg(long, value_name = "WHERE")]
+    pub from: Option<crate::pipeline::follow::StartAt>,
+    #[command(flatten)]
+    pub until: UntilArgs,
+    /// The state file: where every shard stands (its last applied sequence
+    /// number), saved every few seconds and at the end; the follow goes on
+    /// from there when run again. It may be the bulk copy's.
+    #[arg(long, value_name = "PATH", default_value = "singletable-state.json")]
+    pub state: PathBuf,
+    /// Replace the follow positions the state file holds (start from --from).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Write every change not applied here, one JSON object a line.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "singletable-dead-letters.follow.jsonl"
+    )]
+    pub dead_letter: PathBuf,
+    /// Stop (exit 2) when no read or write has succeeded for this long.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+    /// How often the state file is saved.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
+    pub state_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// The state file of the follow.
+    #[arg(long, value_name = "PATH", default_value = "singletable-state.json")]
+    pub state: PathBuf,
+    /// While a follow runs: the most lag it may allow and still give GO
+    /// (its own --max-lag must be no more).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub max_lag: Duration,
+    /// Records compared attribute by attribute per entity.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
+    /// Seed of the sample: the same seed picks the same items.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Write the check (JSON) here.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -438,7 +438,24 @@ pub fn changes(
     seed: u64,
     rate: f64,
 ) -> (Vec<(&'static str, Change)>, Dataset) {
+    changes_round(items, seed, rate, 2)
+}
+
+/// [`changes`] as round `revision` of an application that keeps writing:
+/// updates set `revision` to it, moved sessions go between two users
+/// (user123, user124), inserted keys end in `-r<revision>` (`-new` in
+/// round 2).
+pub fn changes_round(
+    items: &[(&'static str, Item)],
+    seed: u64,
+    rate: f64,
+    revision: i64,
+) -> (Vec<(&'static str, Change)>, Dataset) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c4a9);
+    let suffix = match revision {
+        2 => "-new".to_string(),
+        r => format!("-r{r}"),
+    };
     let key_of = |table: &str| {
         LEGACY_TABLES
             .iter()
@@ -469,9 +486,13 @@ pub fn changes(
         }
         if roll < 2.0 * rate {
             let mut new = item.clone();
-            new.insert("revision".into(), n(2));
+            new.insert("revision".into(), n(revision));
             if *table == "ai-girlfriend-sessions" && rng.random_bool(0.3) {
-                new.insert("userId".into(), s("user123"));
+                let moved = match new.get("userId") {
+                    Some(AttributeValue::S(u)) if u == "user123" => "user124",
+                    _ => "user123",
+                };
+                new.insert("userId".into(), s(moved));
             }
             out.push((
                 *table,
@@ -490,7 +511,7 @@ pub fn changes(
             let mut new = item.clone();
             for (k, _) in keys.iter() {
                 let v = match &new[k] {
-                    AttributeValue::S(x) => s(format!("{x}-new")),
+                    AttributeValue::S(x) => s(format!("{x}{suffix}")),
                     AttributeValue::N(x) => n(x.parse::<i64>().unwrap_or(0) + 1),
                     other => other.clone(),
                 };
@@ -509,6 +530,71 @@ pub fn changes(
         }
     }
     (out, updated)
+}
+
+/// Applies changes to the legacy tables as the application would: a put
+/// of each new image, a delete of each removed key, one at a time, in order.
+pub async fn apply(
+    client: &aws_sdk_dynamodb::Client,
+    changes: &[(&str, Change)],
+) -> Result<(), DemoError> {
+    for (table, c) in changes {
+        let err = |e: String| DemoError {
+            table: table.to_string(),
+            message: e,
+        };
+        let sent = match &c.new {
+            Some(new) => client
+                .put_item()
+                .table_name(*table)
+                .set_item(Some(new.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::aws::describe_error(&e)),
+            None => client
+                .delete_item()
+                .table_name(*table)
+                .set_key(Some(c.keys.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::aws::describe_error(&e)),
+        };
+        sent.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Enables a stream of `view` (NEW_AND_OLD_IMAGES, NEW_IMAGE, ...) on each
+/// legacy table, as the application's owners would before a zero-downtime
+/// migration.
+pub async fn enable_streams(
+    client: &aws_sdk_dynamodb::Client,
+    view: &str,
+) -> Result<(), DemoError> {
+    use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
+    for (name, _, _) in LEGACY_TABLES {
+        let spec = StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::from(view))
+            .build()
+            .map_err(|e| DemoError {
+                table: name.into(),
+                message: e.to_string(),
+            })?;
+        client
+            .update_table()
+            .table_name(name)
+            .stream_specification(spec)
+            .send()
+            .await
+            .map_err(|e| DemoError {
+                table: name.into(),
+                message: crate::aws::describe_error(&e),
+            })?;
+    }
+    Ok(())
 }
 
 /// One change of an incremental export.

@@ -66,7 +66,12 @@ pub struct Progress {
     ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// A signal came: the run finishes what it read.
     draining: std::sync::atomic::AtomicBool,
+    /// A follow's lag, a line per table.
+    lag: Mutex<Option<LagLines>>,
 }
+
+/// A follow's lag lines, one per table, made when shown.
+pub type LagLines = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
@@ -133,6 +138,7 @@ impl Progress {
             stats,
             ticker: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
+            lag: Mutex::new(None),
         }
     }
 
@@ -176,14 +182,14 @@ impl Progress {
     }
 
     fn draw(&self, all: u64, per: &[u64]) {
-        for (t, &n) in self.tables.iter().zip(per) {
+        for (i, (t, &n)) in self.tables.iter().zip(per).enumerate() {
             // The counts are approximate: let a bar grow rather than stall at 100%.
             let read = t.read.load(Ordering::Relaxed);
             if read.max(n) > t.bar.length().unwrap_or(0) {
                 t.bar.set_length(read.max(n));
             }
             t.bar.set_position(n);
-            t.bar.set_message(self.table_note(t));
+            t.bar.set_message(self.table_note(i, t));
         }
         let read: u64 = self
             .tables
@@ -195,6 +201,22 @@ impl Progress {
         }
         self.total.set_position(all);
         self.total.set_message(self.rate_note());
+    }
+
+    /// Shows a follow's lag beside each table (and in each line).
+    pub fn set_lag(&self, lines: LagLines) {
+        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = Some(lines);
+    }
+
+    /// The lag of table `i`, when the run follows streams.
+    fn lag_of(&self, i: usize) -> Option<String> {
+        let lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        let line = lag.as_ref()?().into_iter().nth(i)?;
+        // The table's name leads the line; the bar has it already.
+        Some(
+            line.split_once(' ')
+                .map_or(line.clone(), |(_, rest)| rest.trim().to_string()),
+        )
     }
 
     /// From now on the run only finishes what it read: say what is left.
@@ -243,8 +265,11 @@ impl Progress {
         )
     }
 
-    fn table_note(&self, t: &Table) -> String {
+    fn table_note(&self, i: usize, t: &Table) -> String {
         let mut note = format!("read {}", t.read.load(Ordering::Relaxed));
+        if let Some(lag) = self.lag_of(i) {
+            note.push_str(&format!("; {lag}"));
+        }
         if t.files > 0 {
             let done = t.files_done.load(Ordering::Relaxed);
             note.push_str(&format!(", files {done}/{}", t.files));
@@ -276,7 +301,14 @@ impl Progress {
             .tables
             .iter()
             .zip(per)
-            .map(|(t, n)| format!("{} {n}/{}", t.name, t.read.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, (t, n))| {
+                let lag = self
+                    .lag_of(i)
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default();
+                format!("{} {n}/{}{lag}", t.name, t.read.load(Ordering::Relaxed))
+            })
             .collect();
         let writing = self.rate_note();
         let writing = if writing.is_empty() {

@@ -286,8 +286,25 @@ pub struct RunReport {
     pub overwrite_false_alarms_expected: f64,
     /// ImportTable's own account, when the run imported (`--import-table`).
     pub import_table: Option<ImportAccount>,
+    /// A follow's start and lag, when the run followed the streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowAccount>,
     /// 0 migrated, 2 failed or interrupted, 3 finished with items not migrated.
     pub exit_code: i32,
+}
+
+/// What a follow reports beyond the counts: where it started and how far
+/// behind each table was when it stopped.
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowAccount {
+    pub from: String,
+    pub until_caught_up: bool,
+    /// It stopped because every table was caught up.
+    pub caught_up: bool,
+    pub max_lag_seconds: f64,
+    /// Records skipped as made before the start (the bulk copy holds them).
+    pub skipped_before_start: u64,
+    pub lag: Vec<crate::checkpoint::TableLag>,
 }
 
 /// What ImportTable reported of an import.
@@ -546,6 +563,7 @@ impl RunReport {
             rate_samples: rate.samples,
             overwrite_false_alarms_expected: (false_alarms * 1000.0).round() / 1000.0,
             import_table: None,
+            follow: None,
             exit_code: EXIT_FAILED,
         }
     }
@@ -646,6 +664,7 @@ impl RunReport {
         out.push_str(&self.render_rate());
         out.push_str(&self.render_not_migrated());
         out.push_str(&self.render_import());
+        out.push_str(&self.render_follow());
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
@@ -719,8 +738,30 @@ impl RunReport {
         )
     }
 
+    fn render_follow(&self) -> String {
+        let Some(f) = &self.follow else {
+            return String::new();
+        };
+        let mut out = format!("followed the streams from {}", f.from);
+        if f.skipped_before_start > 0 {
+            out.push_str(&format!(
+                "; {} record(s) made before that skipped",
+                f.skipped_before_start
+            ));
+        }
+        out.push_str(":\n");
+        for line in crate::checkpoint::follow::lag_lines(&f.lag, f.max_lag_seconds) {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out
+    }
+
     fn render_verdict(&self) -> String {
         match self.exit_code {
+            EXIT_OK if self.follow.as_ref().is_some_and(|f| f.caught_up) => format!(
+                "caught up: every change read from the streams was applied, filtered by a rule, or dead-lettered within the allowance, and every table was within {} s of its stream\n",
+                self.follow.as_ref().map_or(0.0, |f| f.max_lag_seconds)
+            ),
             EXIT_OK => "done: every item read was migrated, filtered by a rule, or dead-lettered within the allowance\n".into(),
             EXIT_NOT_MIGRATED => format!(
                 "exit 3: the run finished, but {} item(s) were not migrated ({} allowed with --allow-dead-letters)\n",

@@ -364,6 +364,10 @@ pub struct Faults {
     throttle_until: Option<Instant>,
     /// Share of Scan calls answered 500 InternalServerError.
     pub scan_error_rate: f64,
+    /// Share of DynamoDB Streams calls (DescribeStream, GetShardIterator,
+    /// GetRecords) answered LimitExceededException or 500, in turn.
+    pub stream_error_rate: f64,
+    pub stream_errors_served: usize,
     /// Never answer BatchWriteItem calls.
     pub hang: bool,
     /// Wait up to this many milliseconds (at random) before forwarding a
@@ -656,6 +660,27 @@ fn serve_connection(
                     "com.amazonaws.dynamodb.v20120810#InternalServerError",
                     "Injected: scan failed",
                 );
+                write_message(&mut client_w, &resp)?;
+                continue;
+            }
+        }
+        if target.starts_with("DynamoDBStreams") {
+            let mut f = faults.lock().unwrap();
+            if f.stream_error_rate > 0.0 && rand::random::<f64>() < f.stream_error_rate {
+                f.stream_errors_served += 1;
+                let resp = match f.stream_errors_served % 2 {
+                    0 => error_answer(
+                        "400 Bad Request",
+                        "com.amazonaws.dynamodb.v20120810#LimitExceededException",
+                        "Injected: too many requests for the shard",
+                    ),
+                    _ => error_answer(
+                        "500 Internal Server Error",
+                        "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                        "Injected: streams failed",
+                    ),
+                };
+                drop(f);
                 write_message(&mut client_w, &resp)?;
                 continue;
             }

@@ -5,6 +5,7 @@
 mod common;
 mod exports;
 mod faults;
+mod follow;
 mod import;
 mod plan;
 mod resume;

@@ -9,6 +9,7 @@
 //! dead-letter file's trim on resume (records above a watermark are redone,
 //! so their lines go), and `status`'s rendering of a state.
 
+pub mod follow;
 pub mod tracker;
 
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use follow::{FollowState, StreamRef, TableLag};
 pub use tracker::{Counts, Cursor, Part, Step, Tracker, UnitState};
 
 /// The state file's format version.
@@ -126,6 +128,10 @@ pub struct State {
     pub exit_code: Option<i32>,
     /// Why the run stopped, when it did.
     pub stopped_because: Option<String>,
+    /// The follow of the legacy tables' streams (`follow`, `migrate
+    /// --then-follow`): where each shard stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowState>,
 }
 
 /// Why a state could not be used.
@@ -157,6 +163,8 @@ pub enum StateError {
         expected: u64,
         actual: u64,
     },
+    #[error("state file {path} holds the positions of a follow of the legacy tables' streams; pass --fresh to start over (they are lost), or --state with another path")]
+    HoldsFollow { path: PathBuf },
     #[error(
         "state file {path} was saved by format {found}; this singletable reads format {VERSION}"
     )]
@@ -274,6 +282,11 @@ pub fn decide(
         Some(s) => s,
     };
     if state.status == Status::Finished {
+        if state.follow.is_some() && !resume {
+            return Err(StateError::HoldsFollow {
+                path: path.to_path_buf(),
+            });
+        }
         return Ok(if resume {
             Start::Finished(Box::new(state))
         } else {
@@ -448,6 +461,26 @@ fn acknowledged(line: &str, units: &[UnitState]) -> bool {
 /// `status`: where a run stands, for people. `live`: whether a run holds
 /// the state's lock now (a killed run's state still says running).
 pub fn render_status(path: &Path, s: &State, live: bool) -> String {
+    let Some(f) = &s.follow else {
+        return render_copy(path, s, live);
+    };
+    let mut out = match s.phases {
+        0 => format!("state {}: a follow only (no bulk copy)\n", path.display()),
+        _ => render_copy(path, s, live && f.started_at.is_none()),
+    };
+    out.push_str(&f.render(live));
+    if f.started_at.is_some() && !live {
+        let _ = writeln!(
+            out,
+            "  to continue: singletable follow --state {} (with the same mapping and target)",
+            path.display()
+        );
+    }
+    out
+}
+
+/// `status` of a bulk copy.
+fn render_copy(path: &Path, s: &State, live: bool) -> String {
     let mut out = String::new();
     let how = match (s.status, live) {
         (_, true) => format!("running now (pid {})", s.pid),
@@ -564,6 +597,7 @@ mod tests {
             },
             exit_code: None,
             stopped_because: None,
+            follow: None,
         }
     }
 

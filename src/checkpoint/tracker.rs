@@ -125,6 +125,17 @@ pub struct UnitState {
     /// Batches acknowledged: dead letters tagged with a lower number are kept
     /// on resume, the others are redone.
     pub batches: u64,
+    /// A stream shard restarts after this sequence number; none: from where
+    /// the follow starts (its `--from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<String>,
+    /// A stream shard's parent: the shard is read once its parent is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// When the last acknowledged record of a stream shard was made
+    /// (its ApproximateCreationDateTime, epoch milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_ms: Option<i64>,
 }
 
 /// What one batch moves its unit on to.
@@ -136,6 +147,9 @@ pub struct Step {
     pub after: Option<Item>,
     /// The unit ends with this batch.
     pub end: bool,
+    /// For a stream shard: the last record's sequence number and when it
+    /// was made (epoch milliseconds).
+    pub sequence: Option<(String, i64)>,
 }
 
 struct Pending {
@@ -299,6 +313,24 @@ impl Tracker {
         }))
     }
 
+    /// Adds a unit (a stream shard found while the run goes); its index.
+    pub fn add_unit(&self, state: UnitState) -> usize {
+        let mut inner = self.lock();
+        inner.units.push(Unit {
+            next_seq: state.batches,
+            state,
+            pending: BTreeMap::new(),
+        });
+        inner.units.len() - 1
+    }
+
+    /// Records issued but not yet acknowledged, per unit.
+    pub fn in_flight(&self) -> Vec<u64> {
+        let inner = self.lock();
+        let pending = |u: &Unit| u.pending.values().map(|p| p.step.records).sum();
+        inner.units.iter().map(pending).collect()
+    }
+
     /// Marks `unit` read to the end (after its last batch).
     pub fn finish(self: &Arc<Tracker>, unit: usize) {
         let end = Step {
@@ -333,6 +365,10 @@ impl Tracker {
             s.batches = t.seq + 1;
             if let Some(after) = &step.after {
                 s.after = Some(item_to_json(after));
+            }
+            if let Some((seq, made)) = &step.sequence {
+                s.sequence = Some(seq.clone());
+                s.made_ms = Some(*made);
             }
             s.done |= step.end;
             moved = true;
@@ -405,7 +441,7 @@ mod tests {
         Step {
             records,
             after: Some(key),
-            end: false,
+            ..Step::default()
         }
     }
 

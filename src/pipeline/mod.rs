@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub mod cutover;
+pub mod follow;
 pub mod preview;
 pub mod replay;
 mod stage;
@@ -78,6 +80,9 @@ pub struct MigrateOptions {
     pub warm: Option<table::Warm>,
     /// Write files for ImportTable here instead of writing to the table.
     pub to_import: Option<ImportTarget>,
+    /// `--then-follow`: the streams to follow once the copy is done; the
+    /// copy records where to follow them from before it reads anything.
+    pub then_follow: Option<Vec<crate::checkpoint::StreamRef>>,
 }
 
 /// `--to-import`: where the files go and how.
@@ -115,6 +120,10 @@ pub enum PipelineError {
     NotReconciled,
     #[error("interrupted: the legacy tables were not read to the end; the report counts what was written")]
     Interrupted,
+    #[error("interrupted: the follow stopped on a signal; the state keeps every shard's position: run follow again with the same --state to go on")]
+    FollowInterrupted,
+    #[error(transparent)]
+    Stream(#[from] crate::sources::streams::StreamError),
     #[error("the mapping names attributes the data does not have (checked against the first {DATA_CHECK_SAMPLE} items of each source):\n{0}\nfix the mapping, or pass --skip-data-check")]
     DataCheck(String),
     #[error("a pipeline task failed: {0}")]
@@ -188,7 +197,15 @@ pub async fn migrate(
         source_warnings.extend(check_data(client, store, mapping, &plan, stall).await?);
     }
     let _lock = StateLock::take(&opts.state.path)?;
-    let begun = state::begin(mapping, &plan, &opts.scan, &opts.state, &opts.dead_letter)?;
+    let mut begun = state::begin(mapping, &plan, &opts.scan, &opts.state, &opts.dead_letter)?;
+    if let Some(found) = &opts.then_follow {
+        let started = begun.template.started_at.clone();
+        let seed = begun
+            .template
+            .follow
+            .get_or_insert_with(|| follow_seed(found, &plan, &started));
+        source_warnings.extend(follow_window(seed)?);
+    }
     if begun.resumed {
         source_warnings.push(resumed_note(&begun.template, &opts.state.path));
     }
@@ -219,6 +236,11 @@ pub async fn migrate(
     // The state exists from the start: a kill at any point leaves one.
     saver.save_running()?;
     let saving = saver.clone().spawn(opts.state.every);
+    let window = begun
+        .template
+        .follow
+        .as_ref()
+        .map(|f| warn_before_expiry(f, stages.progress.clone()));
     let work = (begun.units, tracker.clone());
     let readers = readers((client, store), opts, &stats, &stages, work);
     let phases = Phases {
@@ -240,6 +262,9 @@ pub async fn migrate(
         }
     }
     saving.abort();
+    if let Some(w) = window {
+        w.abort();
+    }
     let open = tracker.open_units();
     if failure.is_none() && !interrupted && open > 0 {
         failure = Some(PipelineError::Unacknowledged(open));
@@ -255,6 +280,82 @@ pub async fn migrate(
     };
     let (report, failure) = finish_report(&stats, mapping, opts, ended, failure);
     Ok(save_last_state(&saver, open, opts, report, failure))
+}
+
+/// Where `--then-follow` follows each stream from: a table copied from
+/// exports, from the last export's time; a scanned one, from when the copy
+/// began (its first attempt).
+fn follow_seed(
+    found: &[crate::checkpoint::StreamRef],
+    plan: &[EntitySource],
+    started_at: &str,
+) -> crate::checkpoint::FollowState {
+    let streams = found
+        .iter()
+        .map(|s| {
+            let as_of = match plan.get(s.entity) {
+                Some(EntitySource::Export { full, incrementals }) => incrementals
+                    .last()
+                    .or(full.as_ref())
+                    .map(|e| e.as_of.clone()),
+                _ => None,
+            };
+            crate::checkpoint::StreamRef {
+                skip_before: Some(as_of.unwrap_or_else(|| started_at.to_string())),
+                ..s.clone()
+            }
+        })
+        .collect();
+    let from = "the bulk copy's start (per table: its export's time, or when its scan began)";
+    crate::checkpoint::FollowState::new(from.into(), streams, String::new())
+}
+
+/// How old each stream's start is: past the streams' 24-hour retention it
+/// is refused (changes since are lost); near it, a warning.
+fn follow_window(f: &crate::checkpoint::FollowState) -> Result<Vec<String>, PipelineError> {
+    use crate::sources::streams::{now_ms, RETENTION, RETENTION_WARNING};
+    let mut warnings = Vec::new();
+    for s in &f.streams {
+        let Some(at) = s.skip_before.as_deref() else {
+            continue;
+        };
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(at) else {
+            continue;
+        };
+        let age = Duration::from_millis((now_ms() - t.timestamp_millis()).max(0) as u64);
+        let hours = age.as_secs_f64() / 3600.0;
+        if age >= RETENTION {
+            return Err(PipelineError::Target {
+                table: s.table.clone(),
+                message: format!("--then-follow must follow its stream from {at}, {hours:.1} h ago, but a stream keeps records 24 h: changes made since are lost; copy from a new export (or scan) and follow from its start"),
+            });
+        }
+        if age >= RETENTION_WARNING {
+            warnings.push(format!("{}: the stream must be followed from {at}, {hours:.1} h ago; its records expire at 24 h, so the copy must end and the follow start before then", s.table));
+        }
+    }
+    Ok(warnings)
+}
+
+/// While the copy runs: a warning once the oldest start to follow from is
+/// 20 hours old (the streams drop records at 24).
+fn warn_before_expiry(
+    f: &crate::checkpoint::FollowState,
+    progress: Arc<Progress>,
+) -> tokio::task::JoinHandle<()> {
+    use crate::sources::streams::{now_ms, RETENTION_WARNING};
+    let oldest = f
+        .streams
+        .iter()
+        .filter_map(|s| chrono::DateTime::parse_from_rfc3339(s.skip_before.as_deref()?).ok())
+        .map(|t| t.timestamp_millis())
+        .min();
+    tokio::spawn(async move {
+        let Some(oldest) = oldest else { return };
+        let due = oldest + RETENTION_WARNING.as_millis() as i64 - now_ms();
+        tokio::time::sleep(Duration::from_millis(due.max(0) as u64)).await;
+        progress.note("singletable: warning: --then-follow: the changes to follow began 20 h ago and the streams keep them 24 h; unless the copy ends and the follow starts within 4 h, changes will be lost and the follow refused");
+    })
 }
 
 /// Uploads `--to-import s3://...`'s files once the run has finished, and
@@ -645,7 +746,10 @@ fn finish_report(
         failure = Some(PipelineError::NotReconciled);
     }
     if failure.is_none() && ended.interrupted {
-        failure = Some(PipelineError::Interrupted);
+        failure = Some(match ended.command {
+            "follow" => PipelineError::FollowInterrupted,
+            _ => PipelineError::Interrupted,
+        });
     }
     report.judge(failure.is_some(), opts.allow_dead_letters);
     report.error = failure.as_ref().map(ToString::to_string);

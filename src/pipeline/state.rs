@@ -114,6 +114,7 @@ pub fn begin(
         },
         exit_code: None,
         stopped_because: None,
+        follow: None,
     };
     match checkpoint::decide(&opts.path, opts.resume, opts.fresh, &fp)? {
         Start::Resume(state) => {
@@ -134,8 +135,11 @@ pub fn begin(
             trimmed.dead_letter.bytes = trim.bytes;
             trimmed.save(&opts.path)?;
             trim.commit()?;
+            // A follow recorded with the copy (--then-follow) stays.
+            let mut kept = template(state.started_at.clone(), state.attempts + 1);
+            kept.follow = state.follow.clone();
             Ok(Begun {
-                template: template(state.started_at.clone(), state.attempts + 1),
+                template: kept,
                 units: state.units,
                 counters: state.counters,
                 resumed: true,
@@ -157,6 +161,9 @@ pub fn begin(
     }
 }
 
+/// The lag of each table now, for a follow's saves.
+pub type Lags = Arc<dyn Fn() -> Vec<crate::checkpoint::TableLag> + Send + Sync>;
+
 /// Saves the run's state: every `every` while it goes, and at the end.
 pub struct Saver {
     pub path: PathBuf,
@@ -165,6 +172,9 @@ pub struct Saver {
     pub stats: Arc<RunStats>,
     /// The dead-letter file's length as of its last fsync.
     pub synced_bytes: Arc<AtomicU64>,
+    /// A follow's saver: the tracker's units are its shards, and this says
+    /// how far behind each table is. None: a copy's saver.
+    pub follow_lags: Option<Lags>,
     /// (tracker advances seen, when they last changed)
     advanced: Mutex<(u64, Option<String>)>,
     /// Held while saving; true once the last state is saved (a periodic
@@ -187,6 +197,7 @@ impl Saver {
             tracker,
             stats,
             synced_bytes,
+            follow_lags: None,
             advanced,
             closed: Mutex::new(false),
         }
@@ -210,13 +221,25 @@ impl Saver {
             a.1.clone()
         };
         let mut s = self.template.clone();
-        s.status = status;
         s.saved_at = now();
         s.advanced_at = advanced_at;
-        s.phase = State::phase_of(&units, s.phases);
-        s.units = units;
-        s.counters = counters;
-        s.dead_letter.bytes = bytes;
+        match (&self.follow_lags, s.follow.as_mut()) {
+            (Some(lags), Some(f)) => {
+                f.status = status;
+                f.saved_at = Some(s.saved_at.clone());
+                f.shards = units;
+                f.counters = counters;
+                f.dead_letter.bytes = bytes;
+                f.lag = lags();
+            }
+            _ => {
+                s.status = status;
+                s.phase = State::phase_of(&units, s.phases);
+                s.units = units;
+                s.counters = counters;
+                s.dead_letter.bytes = bytes;
+            }
+        }
         s
     }
 

@@ -15,6 +15,8 @@
 //! long as some write succeeds within the stall timeout; a transient error
 //! never makes a dead letter. When the run stops (a fatal error, a stall),
 //! every item still in hand is recorded as not written, with the reason.
+//! A batch left open for [`LINGER`] without a new write is sent unfilled,
+//! so a trickle of changes (a follow) is written within milliseconds.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -38,6 +40,10 @@ use crate::item::key_text;
 use crate::rate::Limit;
 use crate::report::RunStats;
 use crate::retry::{backoff, classify_sdk, ErrorClass};
+
+/// How long an open batch waits for its next write before it is sent
+/// unfilled. A copy's writes come faster than this; a follow's may not.
+pub const LINGER: Duration = Duration::from_millis(50);
 
 /// How long retries go on after a signal, without a successful write,
 /// before the items in hand are recorded as not written.
@@ -202,7 +208,19 @@ pub async fn run(
     let mut batcher = Batcher::new();
     let mut flight = Flight::default();
     loop {
-        let (batch, ack, closed) = match rx.recv().await {
+        let next = match tokio::time::timeout(LINGER, rx.recv()).await {
+            Ok(next) => next,
+            Err(_) => {
+                // Nothing came for a while (a follow between changes): the
+                // open batch goes as it is rather than wait to fill.
+                if let Some(batch) = batcher.finish() {
+                    flight.dispatch(&shared, batch).await;
+                }
+                flight.reap();
+                continue;
+            }
+        };
+        let (batch, ack, closed) = match next {
             Some(SinkMsg::Write(req)) => {
                 let before = batcher.repeated_keys;
                 let entity = req.entity;
@@ -387,6 +405,7 @@ impl Shared {
         may_split: bool,
     ) -> Result<Option<Vec<WriteRequest>>, ()> {
         let mut attempt = 0u32;
+        let began = Instant::now();
         loop {
             if let Some(why) = self.stop_reason() {
                 self.record(pending, Stage::Unwritten, &why).await?;
@@ -430,7 +449,7 @@ impl Shared {
                 }
             };
             self.count_retry(&again, throttled);
-            if let Some(stalled) = self.stalled() {
+            if let Some(stalled) = self.stalled(began) {
                 let why = format!(
                     "no write succeeded for {} s (--stall-timeout); last error: {message}",
                     stalled.as_secs()
@@ -463,10 +482,13 @@ impl Shared {
     }
 
     /// How long no write has succeeded, when that is past the patience
-    /// (the stall timeout, or [`DRAIN_STALL`] after a signal).
-    fn stalled(&self) -> Option<Duration> {
+    /// (the stall timeout, or [`DRAIN_STALL`] after a signal). The clock
+    /// starts no earlier than this batch's first attempt (`began`): a sink
+    /// that sat idle, as a follow does between changes, has not stalled.
+    fn stalled(&self, began: Instant) -> Option<Duration> {
         let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
         let since = self.started.elapsed().saturating_sub(last);
+        let since = since.min(began.elapsed());
         let mut patience = self.cfg.stall_timeout;
         if *self.shutdown.borrow() {
             patience = patience.min(DRAIN_STALL);

@@ -13,6 +13,7 @@
 pub mod export;
 pub mod proof;
 pub mod scan;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -386,15 +387,7 @@ fn check_keys_only_deletes(
     e: &export::Export,
     mapping: &Mapping,
 ) -> Result<(), SourceError> {
-    let primary = mapping.table.primary_key();
-    let missing: Vec<String> = entity
-        .keys
-        .iter()
-        .filter(|(name, _)| primary.contains(&name.as_str()))
-        .flat_map(|(_, t)| t.attributes())
-        .filter(|a| !entity.source_key.iter().any(|k| k == a))
-        .map(str::to_string)
-        .collect();
+    let missing = target_key_beyond_legacy_key(entity, mapping);
     if missing.is_empty() {
         return Ok(());
     }
@@ -404,6 +397,26 @@ fn check_keys_only_deletes(
         keys: entity.source_key.join(", "),
         missing: missing.join(", "),
     })
+}
+
+/// The attributes the target's primary key is made of that are not in the
+/// legacy key: a change that carries only the keys cannot say where its
+/// item is in the target unless this is empty.
+pub fn target_key_beyond_legacy_key(
+    entity: &crate::mapping::Entity,
+    mapping: &Mapping,
+) -> Vec<String> {
+    let primary = mapping.table.primary_key();
+    let mut missing: Vec<String> = entity
+        .keys
+        .iter()
+        .filter(|(name, _)| primary.contains(&name.as_str()))
+        .flat_map(|(_, t)| t.attributes())
+        .filter(|a| !entity.source_key.iter().any(|k| k == a))
+        .map(str::to_string)
+        .collect();
+    missing.dedup();
+    missing
 }
 
 /// The first `limit` records of an entity's source (the full export's,

@@ -188,6 +188,7 @@ async fn scan_segment(
             records: n,
             after: next.clone(),
             end: next.is_none(),
+            sequence: None,
         };
         let part = segment.cursor.as_ref().map(|c| c.issue(step));
         if items.is_empty() {
