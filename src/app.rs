@@ -27,6 +27,7 @@ use crate::pipeline::{self, MigrateOptions, StateOptions};
 use crate::report::write_json;
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
+use crate::sources::streams::StreamsClient;
 use crate::sources::SourceOptions;
 use crate::verify::{self, VerifyOptions};
 
@@ -752,12 +753,12 @@ async fn demo(a: &DemoArgs) -> Result<i32> {
         request_timeout: 60,
         quiet: a.quiet,
     };
-    let (client, _) = clients(
-        &aws,
-        Some(("singletable-demo".into(), "singletable-demo".into())),
-    )
-    .await;
-    let result = demo_steps(&client, &mapping, a).await;
+    let mut opts = aws_options(&aws);
+    opts.static_credentials = Some(("singletable-demo".into(), "singletable-demo".into()));
+    let config = crate::aws::load(&opts).await;
+    let client = crate::aws::dynamodb(&config);
+    let streams = crate::aws::streams(&config);
+    let result = demo_steps((&client, &streams), &mapping, a).await;
     if a.serve && result.is_ok() {
         eprintln!(
             "\nserving {ep} until Ctrl-C. Try the seed's own commands, for example:\n  \
@@ -809,7 +810,7 @@ async fn demo_plan(
 }
 
 async fn demo_steps(
-    client: &aws_sdk_dynamodb::Client,
+    (client, streams): (&aws_sdk_dynamodb::Client, &StreamsClient),
     mapping: &Mapping,
     a: &DemoArgs,
 ) -> Result<i32> {
@@ -834,8 +835,19 @@ async fn demo_steps(
     eprintln!("\n== 3. plan: the whole run forecast (writes nothing)");
     demo_plan(client, &store, mapping, &scan, &a.out).await?;
 
-    eprintln!("\n== 4. migrate --create-table");
-    let opts = MigrateOptions {
+    if a.follow {
+        // The application's owners enable the streams before the copy.
+        crate::demo::enable_streams(client, "NEW_AND_OLD_IMAGES").await?;
+    }
+    eprintln!(
+        "\n== 4. migrate --create-table{}",
+        if a.follow {
+            " --then-follow, while the demo application keeps writing"
+        } else {
+            ""
+        }
+    );
+    let mut opts = MigrateOptions {
         create_table: true,
         sources: scan_only.clone(),
         scan: scan.clone(),
@@ -866,6 +878,13 @@ async fn demo_steps(
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"
     );
+    let application = match a.follow {
+        true => {
+            opts.then_follow = Some(crate::sources::streams::discover(client, mapping).await?);
+            Some(DemoApplication::start(client, mapping, &a.data))
+        }
+        false => None,
+    };
     let migrated = run_migrate(
         client,
         &store,
@@ -874,8 +893,18 @@ async fn demo_steps(
         Some(&a.out.join("migrate-report.json")),
     )
     .await?;
+    if let Some(app) = application {
+        let made = app.stop().await?;
+        eprintln!("the demo application made {made} changes while the copy ran, and stopped");
+    }
     if migrated != EXIT_OK {
         return Ok(migrated);
+    }
+    if a.follow {
+        let followed = demo_follow((client, streams), mapping, &opts, &a.out).await?;
+        if followed != EXIT_OK {
+            return Ok(followed);
+        }
     }
 
     eprintln!("\n== 5. verify");
@@ -904,6 +933,114 @@ async fn demo_steps(
         ),
     )
     .await?;
+    if a.follow && code == EXIT_OK {
+        eprintln!("\n== 6. cutover-check");
+        return demo_cutover((client, streams), mapping, &a.out, vopts).await;
+    }
     eprintln!("reports: {}", a.out.display());
     Ok(code)
+}
+
+/// The demo's application: rounds of changes to the legacy tables (updates,
+/// deletes, inserts, sessions moving between users) until it is stopped.
+/// It writes only what the mapping can migrate, as a healthy application
+/// would; the dirty rows of the bulk data are the copy's to dead-letter.
+struct DemoApplication {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<usize>>,
+}
+
+impl DemoApplication {
+    fn start(client: &aws_sdk_dynamodb::Client, mapping: &Mapping, data: &DataArgs) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (client, mapping) = (client.clone(), mapping.clone());
+        let (mut items, _) = crate::demo::generate(&crate::demo::DemoOptions {
+            scale: data.scale as usize,
+            seed: data.seed,
+            dirty_rate: data.dirty_rate,
+        });
+        let task = tokio::spawn(async move {
+            let mut made = 0;
+            for round in 2.. {
+                if *stopped.borrow() {
+                    break;
+                }
+                let (changes, updated) =
+                    crate::demo::changes_round(&items, round, 0.002, round as i64);
+                let clean: Vec<_> = changes
+                    .into_iter()
+                    .filter(|(t, c)| migratable(&mapping, t, c))
+                    .collect();
+                crate::demo::apply(&client, &clean).await?;
+                made += clean.len();
+                items = updated;
+                let pause = tokio::time::sleep(Duration::from_millis(200));
+                tokio::select! { _ = pause => {}, _ = stopped.wait_for(|s| *s) => {} }
+            }
+            Ok(made)
+        });
+        DemoApplication { stop, task }
+    }
+
+    /// Stops the application; how many changes it made.
+    async fn stop(self) -> Result<usize> {
+        let _ = self.stop.send(true);
+        self.task.await.context("the demo application failed")?
+    }
+}
+
+/// Whether the mapping makes a target item of a change (no dead letter).
+fn migratable(mapping: &Mapping, table: &str, c: &crate::demo::Change) -> bool {
+    let Some((_, entity)) = mapping.entity_for_table(table) else {
+        return false;
+    };
+    let record = crate::sources::SourceRecord::Change {
+        keys: c.keys.clone(),
+        new: c.new.clone(),
+        old: c.old.clone(),
+    };
+    let steps = pipeline::steps(entity, mapping, record);
+    !steps.iter().any(|s| matches!(s, pipeline::Step::Dead(_)))
+}
+
+/// The demo's follow of the streams, until caught up within 2 s.
+async fn demo_follow(
+    (client, streams): (&aws_sdk_dynamodb::Client, &StreamsClient),
+    mapping: &Mapping,
+    copy: &MigrateOptions,
+    out: &Path,
+) -> Result<i32> {
+    eprintln!("\n== 4b. follow the streams until caught up (--then-follow --until-caught-up --max-lag 2s)");
+    let mut write = copy.clone();
+    write.then_follow = None;
+    write.dead_letter = out.join("dead-letters.follow.jsonl");
+    write.allow_dead_letters = crate::report::Allowance::Count(0);
+    let opts = pipeline::follow::FollowOptions {
+        write,
+        from: None,
+        until_caught_up: true,
+        max_lag: Duration::from_secs(2),
+        fresh: false,
+    };
+    let ran = pipeline::follow::follow(client, streams, mapping, &opts).await?;
+    finish_run(ran, Some(&out.join("follow-report.json")))
+}
+
+/// The demo's cutover-check: GO or NO-GO from the follow's state.
+async fn demo_cutover(
+    (client, streams): (&aws_sdk_dynamodb::Client, &StreamsClient),
+    mapping: &Mapping,
+    out: &Path,
+    verify: VerifyOptions,
+) -> Result<i32> {
+    let opts = pipeline::cutover::CutoverOptions {
+        state: out.join("state.json"),
+        max_lag: Duration::from_secs(2),
+        verify,
+    };
+    let report = pipeline::cutover::check(client, streams, mapping, &opts).await?;
+    write_json(&out.join("cutover-check.json"), &report)?;
+    crate::app::out(&report.render());
+    eprintln!("reports: {}", out.display());
+    Ok(report.exit_code)
 }

@@ -657,6 +657,12 @@ pub struct DemoArgs {
     /// Folder for the reports and the dead-letter file.
     #[arg(long, value_name = "DIR", default_value = "singletable-demo")]
     pub out: PathBuf,
+    /// Zero downtime: the demo application keeps writing to the legacy
+    /// tables (their streams enabled) while the copy runs; then migrate
+    /// --then-follow follows the streams until caught up, with the lag
+    /// shown, and cutover-check gives its GO or NO-GO.
+    #[arg(long)]
+    pub follow: bool,
     /// Keep serving the embedded DynamoDB afterwards, until Ctrl-C.
     #[arg(long)]
     pub serve: bool,

@@ -276,6 +276,26 @@ async fn a_follow_through_throttling_errors_and_resets_applies_every_change() {
     let o = singletable(d, &db.endpoint, &["follow", "--mapping", &m()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("pass --from"), "{}", text(&o));
+    // A start the streams no longer hold is refused.
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &[
+            "follow",
+            "--mapping",
+            &m(),
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--state",
+            "old.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("keeps records 24 h: changes made since are lost"),
+        "{}",
+        text(&o)
+    );
     let from = chrono::Utc::now().to_rfc3339();
     application(&c, items, 2..=3).await;
     let proxy = Proxy::start(&db.endpoint);

@@ -634,6 +634,15 @@ mod tests {
             changed.contains("scan Chats is now export Chats s3://x"),
             "{changed}"
         );
+        let mut following = state(Status::Finished);
+        following.follow = Some(FollowState::new("LATEST".into(), Vec::new(), "d".into()));
+        following.save(&path).unwrap();
+        let held = decide(&path, false, false, &fp()).unwrap_err().to_string();
+        assert!(held.contains("positions of a follow"), "{held}");
+        assert!(matches!(
+            decide(&path, false, true, &fp()),
+            Ok(Start::Fresh)
+        ));
         state(Status::Finished).save(&path).unwrap();
         assert!(matches!(
             decide(&path, false, false, &fp()),

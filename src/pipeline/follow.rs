@@ -488,6 +488,11 @@ pub async fn follow(
         .follow
         .take()
         .unwrap_or_else(|| new_follow(&found, &StartAt::TrimHorizon, String::new()));
+    // A start past the streams' retention is refused: changes since are lost.
+    let warnings = match begun.resumed {
+        true => Vec::new(),
+        false => super::follow_window(&f)?,
+    };
     prepare_dead_letters(
         &opts.write.state.path,
         &mut f,
@@ -563,7 +568,7 @@ pub async fn follow(
         ),
         clock,
         interrupted,
-        warnings: Vec::new(),
+        warnings,
     };
     let (mut report, failure) = super::finish_report(&stats, mapping, &opts.write, ended, failure);
     let lags = board.lags();
@@ -790,6 +795,80 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::{Counts, Step};
+
+    fn stream(entity: usize) -> StreamRef {
+        StreamRef {
+            entity,
+            table: format!("T{entity}"),
+            arn: "arn".into(),
+            view: "NEW_AND_OLD_IMAGES".into(),
+            skip_before: None,
+        }
+    }
+
+    #[test]
+    fn a_table_is_caught_up_when_its_shards_are_at_their_tips_and_nothing_is_in_flight() {
+        let tracker = Tracker::new(Vec::new(), vec![Counts::default()]);
+        let board = Board::new(vec![stream(0)], tracker.clone(), Duration::from_secs(5), 1);
+        let shards = [
+            streams::ShardInfo {
+                id: "a".into(),
+                parent: None,
+            },
+            streams::ShardInfo {
+                id: "b".into(),
+                parent: Some("a".into()),
+            },
+        ];
+        board.add_shards(&stream(0), &shards).unwrap();
+        // The child waits for its parent.
+        let ready: Vec<String> = board.ready().into_iter().map(|(_, u)| u.name).collect();
+        assert_eq!(ready, ["a"]);
+        assert!(!board.lags()[0].caught_up, "never listed, never at a tip");
+        board.listed.store(true, Ordering::Relaxed);
+        board
+            .watch(0)
+            .tip_seen_ms
+            .store(now_ms(), Ordering::Relaxed);
+        let lag = &board.lags()[0];
+        assert_eq!((lag.shards, lag.shards_at_tip), (2, 1));
+        assert!(!lag.caught_up, "the child has not been read");
+        // The parent drains: the child is ready, then found at its tip.
+        tracker.finish(0);
+        board.stopped(0);
+        let ready: Vec<usize> = board.ready().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(ready, [1]);
+        board
+            .watch(1)
+            .tip_seen_ms
+            .store(now_ms(), Ordering::Relaxed);
+        assert!(board.lags()[0].caught_up);
+        // A page in flight: behind, not caught up; applied: caught up again.
+        let made = now_ms() - 3_000;
+        let step = Step {
+            records: 4,
+            sequence: Some(("100000000000000000007".into(), made)),
+            ..Step::default()
+        };
+        let part = tracker.issue(1, step);
+        let lag = &board.lags()[0];
+        assert_eq!(lag.behind, 4);
+        assert!(!lag.caught_up);
+        part.settle();
+        let lag = &board.lags()[0];
+        assert!(lag.caught_up, "{lag:?}");
+        assert!(lag.last_applied_age_seconds.unwrap() >= 3.0);
+        // A tip seen longer ago than the lag allowed is no longer enough.
+        board
+            .watch(1)
+            .tip_seen_ms
+            .store(now_ms() - 6_000, Ordering::Relaxed);
+        assert!(!board.lags()[0].caught_up);
+        // A shard gone from the listing before it was drained: trimmed.
+        let gone = board.add_shards(&stream(0), &shards[..1]).unwrap_err();
+        assert!(gone.to_string().contains("shard b"), "{gone}");
+    }
 
     #[test]
     fn a_start_is_trim_horizon_latest_or_a_time() {

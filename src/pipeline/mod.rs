@@ -327,7 +327,7 @@ fn follow_window(f: &crate::checkpoint::FollowState) -> Result<Vec<String>, Pipe
         if age >= RETENTION {
             return Err(PipelineError::Target {
                 table: s.table.clone(),
-                message: format!("--then-follow must follow its stream from {at}, {hours:.1} h ago, but a stream keeps records 24 h: changes made since are lost; copy from a new export (or scan) and follow from its start"),
+                message: format!("its stream is to be followed from {at}, {hours:.1} h ago, but a stream keeps records 24 h: changes made since are lost; copy again (a new export or scan) and follow from its start"),
             });
         }
         if age >= RETENTION_WARNING {

@@ -100,6 +100,11 @@ impl Batcher {
         closed
     }
 
+    /// Whether a batch is open (requests wait in it).
+    pub fn is_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Hands back whatever is open (the last, partial batch).
     pub fn finish(&mut self) -> Option<Batch> {
         self.take()

@@ -208,17 +208,14 @@ pub async fn run(
     let mut batcher = Batcher::new();
     let mut flight = Flight::default();
     loop {
-        let next = match tokio::time::timeout(LINGER, rx.recv()).await {
-            Ok(next) => next,
-            Err(_) => {
-                // Nothing came for a while (a follow between changes): the
-                // open batch goes as it is rather than wait to fill.
-                if let Some(batch) = batcher.finish() {
-                    flight.dispatch(&shared, batch).await;
-                }
-                flight.reap();
-                continue;
+        let Some(next) = next_message(&mut rx, batcher.is_open()).await else {
+            // Nothing came for a while (a follow between changes): the
+            // open batch goes as it is rather than wait to fill.
+            if let Some(batch) = batcher.finish() {
+                flight.dispatch(&shared, batch).await;
             }
+            flight.reap();
+            continue;
         };
         let (batch, ack, closed) = match next {
             Some(SinkMsg::Write(req)) => {
@@ -260,6 +257,21 @@ pub async fn run(
             message,
         }),
         None => Ok(()),
+    }
+}
+
+/// The next message; `None` when a batch is open and nothing came for
+/// [`LINGER`]. A message already waiting is taken without a timer (the
+/// copy's hot path); `Some(None)` when the channel closed.
+async fn next_message(rx: &mut mpsc::Receiver<SinkMsg>, open: bool) -> Option<Option<SinkMsg>> {
+    match rx.try_recv() {
+        Ok(msg) => return Some(Some(msg)),
+        Err(mpsc::error::TryRecvError::Disconnected) => return Some(None),
+        Err(mpsc::error::TryRecvError::Empty) => {}
+    }
+    match open {
+        true => tokio::time::timeout(LINGER, rx.recv()).await.ok(),
+        false => Some(rx.recv().await),
     }
 }
 
