@@ -163,7 +163,7 @@ pub enum StateError {
         expected: u64,
         actual: u64,
     },
-    #[error("state file {path} holds the positions of a follow of the legacy tables' streams; pass --fresh to start over (they are lost), or --state with another path")]
+    #[error("state file {path} holds the positions of a follow of the legacy tables' streams; to go on following: singletable follow --state {path}; to start over: --fresh (they are lost); or --state with another path")]
     HoldsFollow { path: PathBuf },
     #[error(
         "state file {path} was saved by format {found}; this singletable reads format {VERSION}"

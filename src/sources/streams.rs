@@ -354,41 +354,58 @@ impl ShardRead {
         }
     }
 
-    /// Sends a page's changes (those not older than the start) with a
-    /// ticket that moves the shard to its last record; returns that
-    /// record's sequence number.
+    /// Sends a page's changes (those not older than the start) in batches
+    /// of [`BATCH`], each with a ticket that moves the shard to its last
+    /// record (records skipped after the last change move it too); returns
+    /// the page's last sequence number.
     async fn send_page(&self, records: Vec<Record>) -> Result<Option<String>, StreamError> {
         let page = Page::of(records, self.skip_before_ms);
         let entity = self.stream.entity;
         if page.skipped > 0 {
             (self.on_skipped)(entity, page.skipped);
         }
-        let Some(last) = page.last.clone() else {
-            return Ok(None);
-        };
-        self.watch
-            .newest_read_ms
-            .fetch_max(last.1, Ordering::Relaxed);
-        let step = Step {
-            records: page.changes.len() as u64,
-            sequence: Some(last.clone()),
-            ..Step::default()
-        };
-        let part = self.cursor.issue(step);
-        if page.changes.is_empty() {
-            part.settle();
-            return Ok(Some(last.0));
+        if let Some((_, made)) = &page.last {
+            self.watch
+                .newest_read_ms
+                .fetch_max(*made, Ordering::Relaxed);
         }
-        (self.on_records)(entity, page.changes.len() as u64);
-        let batch = SourceBatch {
-            entity,
-            records: page.changes,
-            part: Some(part),
-        };
-        // A closed channel: the follow is stopping; the ticket is dropped
-        // unsettled, so the shard resumes before this page.
-        let _ = self.tx.send(SourceMsg::Batch(batch)).await;
-        Ok(Some(last.0))
+        let last = page.last.as_ref().map(|(seq, _)| seq.clone());
+        let mut sent_to: Option<(String, i64)> = None;
+        let mut positions = page.positions.into_iter();
+        let mut changes = page.changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let records: Vec<SourceRecord> = changes.by_ref().take(BATCH).collect();
+            // A record without a sequence number (never seen on AWS) still
+            // goes on; the shard's position just does not move for it.
+            let at = positions.by_ref().take(records.len()).flatten().last();
+            sent_to = at.clone().or(sent_to);
+            let step = Step {
+                records: records.len() as u64,
+                sequence: at,
+                ..Step::default()
+            };
+            let part = self.cursor.issue(step);
+            (self.on_records)(entity, records.len() as u64);
+            let batch = SourceBatch {
+                entity,
+                records,
+                part: Some(part),
+            };
+            // A closed channel: the follow is stopping; the ticket is
+            // dropped unsettled, so the shard resumes before this batch.
+            if self.tx.send(SourceMsg::Batch(batch)).await.is_err() {
+                return Ok(last);
+            }
+        }
+        if page.last.is_some() && page.last != sent_to {
+            // Skipped records after the last change: passed at once.
+            let step = Step {
+                sequence: page.last.clone(),
+                ..Step::default()
+            };
+            self.cursor.issue(step).settle();
+        }
+        Ok(last)
     }
 
     /// An iterator at `from`; `None` when the shard has nothing more.
@@ -482,10 +499,16 @@ pub async fn count_after(
     Ok(count)
 }
 
+/// Changes sent on in one batch at most (a GetRecords page holds up to
+/// 1,000): as many as a Scan page, so a follow holds no more in memory.
+const BATCH: usize = 250;
+
 /// One GetRecords page, as changes.
 #[derive(Debug, Default, PartialEq)]
 pub struct Page {
     pub changes: Vec<SourceRecord>,
+    /// Each change's sequence number and when it was made.
+    pub positions: Vec<Option<(String, i64)>>,
     /// Records made before the start time.
     pub skipped: u64,
     /// The last record's sequence number and when it was made (epoch ms).
@@ -505,14 +528,16 @@ impl Page {
                     reason: "a stream record without its dynamodb part".into(),
                     raw: String::new(),
                 });
+                page.positions.push(None);
                 continue;
             };
             let made = sr
                 .approximate_creation_date_time
                 .and_then(|t| t.to_millis().ok())
                 .unwrap_or_else(now_ms);
-            if let Some(seq) = sr.sequence_number.clone() {
-                page.last = Some((seq, made));
+            let at = sr.sequence_number.clone().map(|seq| (seq, made));
+            if at.is_some() {
+                page.last = at.clone();
             }
             if skip_before_ms.is_some_and(|s| made < s) {
                 page.skipped += 1;
@@ -524,6 +549,7 @@ impl Page {
                 new: if remove { None } else { image(sr.new_image) },
                 old: image(sr.old_image),
             });
+            page.positions.push(at);
         }
         page
     }
@@ -595,6 +621,13 @@ mod tests {
             Some(("100000000000000000003".to_string(), 30_000))
         );
         assert_eq!(page.changes.len(), 2);
+        let seqs: Vec<&str> = page
+            .positions
+            .iter()
+            .flatten()
+            .map(|p| p.0.as_str())
+            .collect();
+        assert_eq!(seqs, ["100000000000000000002", "100000000000000000003"]);
         let SourceRecord::Change { new, old, keys } = &page.changes[1] else {
             panic!("a change: {:?}", page.changes[1]);
         };
