@@ -14,7 +14,7 @@
 //! copy, and the state file keeps each shard's last acknowledged sequence
 //! number so a killed follow resumes after it.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -479,54 +479,18 @@ pub async fn follow(
     mapping: &Mapping,
     opts: &FollowOptions,
 ) -> Result<(crate::report::RunReport, Option<PipelineError>), PipelineError> {
-    let clock = Instant::now();
+    let (clock, started_at) = (Instant::now(), rfc3339(chrono::Utc::now()));
     let found = streams::discover(client, mapping).await?;
     let _lock = StateLock::take(&opts.write.state.path)?;
     let mut begun = begin(mapping, &found, opts)?;
-    let mut f = begun
-        .template
-        .follow
-        .take()
-        .unwrap_or_else(|| new_follow(&found, &StartAt::TrimHorizon, String::new()));
-    // A start past the streams' retention is refused: changes since are lost.
-    let warnings = match begun.resumed {
-        true => Vec::new(),
-        false => super::follow_window(&f)?,
-    };
-    prepare_dead_letters(
-        &opts.write.state.path,
-        &mut f,
-        &opts.write.dead_letter,
-        begun.resumed,
-    )?;
-    f.attempts += 1;
-    f.started_at
-        .get_or_insert_with(|| rfc3339(chrono::Utc::now()));
-    f.status = Status::Running;
-    f.max_lag_seconds = opts.max_lag.as_secs_f64();
-    f.exit_code = None;
-    f.stopped_because = None;
+    let (f, warnings) = open_follow(&mut begun, &found, opts)?;
     let entities = mapping.entities.len();
-    f.counters.resize(entities, Default::default());
     let stats = Arc::new(RunStats::new(entities));
     stats.preload(&f.counters);
     let tracker = Tracker::new(f.shards.clone(), f.counters.clone());
-    let board = Arc::new(Board::new(
-        f.streams.clone(),
-        tracker.clone(),
-        opts.max_lag,
-        entities,
-    ));
-    let tables: Vec<(String, u64, usize)> = mapping
-        .entities
-        .iter()
-        .map(|e| (e.source_table.clone(), 0, 0))
-        .collect();
-    let progress = super::progress(&tables, &opts.write, &stats);
-    let (lag_board, max_lag) = (board.clone(), opts.max_lag.as_secs_f64());
-    progress.set_lag(Box::new(move || {
-        crate::checkpoint::follow::lag_lines(&lag_board.lags(), max_lag)
-    }));
+    let streams = f.streams.clone();
+    let board = Arc::new(Board::new(streams, tracker.clone(), opts.max_lag, entities));
+    let progress = watched(mapping, opts, &stats, &board);
     let spec = StageSpec {
         append: begun.resumed,
         full_phase: false,
@@ -534,11 +498,12 @@ pub async fn follow(
         progress: progress.clone(),
     };
     let stages = Stages::start(client, mapping, &opts.write, &stats, spec).await?;
+    let from = f.from.clone();
     begun.template.follow = Some(f);
     let mut saver = state::Saver::new(
         opts.write.state.path.clone(),
-        begun.template.clone(),
-        tracker.clone(),
+        begun.template,
+        tracker,
         stats.clone(),
         stages.synced_bytes.clone(),
     );
@@ -553,7 +518,7 @@ pub async fn follow(
         tx: stages.src_tx.clone(),
         shutdown: stages.shutdown_tx.clone(),
         stats: stats.clone(),
-        progress: progress.clone(),
+        progress,
         opts: opts.clone(),
     };
     let (failure, caught_up) = coordinator.run().await;
@@ -563,29 +528,74 @@ pub async fn follow(
         command: "follow",
         import: None,
         source: "streams".into(),
-        started_at: rfc3339(
-            chrono::Utc::now() - chrono::Duration::from_std(clock.elapsed()).unwrap_or_default(),
-        ),
+        started_at,
         clock,
         interrupted,
         warnings,
     };
     let (mut report, failure) = super::finish_report(&stats, mapping, &opts.write, ended, failure);
-    let lags = board.lags();
     report.follow = Some(crate::report::FollowAccount {
-        from: begun
-            .template
-            .follow
-            .as_ref()
-            .map(|f| f.from.clone())
-            .unwrap_or_default(),
+        from,
         until_caught_up: opts.until_caught_up,
         caught_up,
         max_lag_seconds: opts.max_lag.as_secs_f64(),
         skipped_before_start: (0..entities).map(|e| board.skipped(e)).sum(),
-        lag: lags,
+        lag: board.lags(),
     });
     Ok(save_last(&saver, report, failure, caught_up, opts))
+}
+
+/// The follow part of the state, made ready for this attempt: its start
+/// checked against the streams' retention (a fresh one), its dead-letter
+/// file opened or trimmed, the attempt counted. Returns it and the
+/// warnings for the report.
+fn open_follow(
+    begun: &mut Begun,
+    found: &[StreamRef],
+    opts: &FollowOptions,
+) -> Result<(FollowState, Vec<String>), PipelineError> {
+    let mut f = begun
+        .template
+        .follow
+        .take()
+        .unwrap_or_else(|| new_follow(found, &StartAt::TrimHorizon, String::new()));
+    // A start past the streams' retention is refused: changes since are lost.
+    let warnings = match begun.resumed {
+        true => Vec::new(),
+        false => super::follow_window(&f)?,
+    };
+    let (path, dead) = (&opts.write.state.path, &opts.write.dead_letter);
+    prepare_dead_letters(path, &mut f, dead, begun.resumed)?;
+    f.attempts += 1;
+    f.started_at
+        .get_or_insert_with(|| rfc3339(chrono::Utc::now()));
+    f.status = Status::Running;
+    f.max_lag_seconds = opts.max_lag.as_secs_f64();
+    f.exit_code = None;
+    f.stopped_because = None;
+    f.counters
+        .resize(begun.template.entities.len(), Default::default());
+    Ok((f, warnings))
+}
+
+/// The run's progress, each table's lag beside it.
+fn watched(
+    mapping: &Mapping,
+    opts: &FollowOptions,
+    stats: &Arc<RunStats>,
+    board: &Arc<Board>,
+) -> Arc<crate::progress::Progress> {
+    let tables: Vec<(String, u64, usize)> = mapping
+        .entities
+        .iter()
+        .map(|e| (e.source_table.clone(), 0, 0))
+        .collect();
+    let progress = super::progress(&tables, &opts.write, stats);
+    let (board, max_lag) = (board.clone(), opts.max_lag.as_secs_f64());
+    progress.set_lag(Box::new(move || {
+        crate::checkpoint::follow::lag_lines(&board.lags(), max_lag)
+    }));
+    progress
 }
 
 /// The follow's dead-letter file: the same one on a resume (trimmed to the
@@ -669,7 +679,7 @@ impl Coordinator {
         let mut readers = Readers::new();
         let mut stop = self.shutdown.subscribe();
         let mut listed_at: Option<Instant> = None;
-        let mut warned: HashMap<String, ()> = HashMap::new();
+        let mut warned = HashSet::new();
         let mut failure: Option<PipelineError> = None;
         let mut caught_up = false;
         loop {
@@ -685,27 +695,19 @@ impl Coordinator {
             }
             tokio::select! {
                 Some(joined) = readers.join_next(), if !readers.is_empty() => {
-                    match joined {
-                        Ok((unit, Ok(end))) => {
-                            self.board.stopped(unit);
-                            if end == streams::ShardEnd::Drained {
-                                listed_at = None;
-                            }
+                    match self.reaped(joined) {
+                        Ok(true) => listed_at = None,
+                        Ok(false) => {}
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
                         }
-                        Ok((_, Err(e))) => { failure = Some(e.into()); break; }
-                        Err(e) => { failure = Some(PipelineError::Task(e.to_string())); break; }
                     }
                 }
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            for (table, hours) in self.board.near_expiry() {
-                if warned.insert(table.clone(), ()).is_none() {
-                    self.progress.note(&format!(
-                        "singletable: warning: {table}: the follow is reading records {hours:.1} h old; the stream drops records at 24 h, and a record dropped unread stops the follow: give the sink more room (--max-in-flight, --write-units) or the target more capacity"
-                    ));
-                }
-            }
+            self.warn_near_expiry(&mut warned);
             if self.opts.until_caught_up && self.board.lags().iter().all(|l| l.caught_up) {
                 caught_up = true;
                 break;
@@ -713,11 +715,36 @@ impl Coordinator {
         }
         let _ = self.shutdown.send(true);
         while let Some(joined) = readers.join_next().await {
-            if let Ok((_, Err(e))) = joined {
-                failure.get_or_insert(e.into());
+            if let Err(e) = self.reaped(joined) {
+                failure.get_or_insert(e);
             }
         }
         (failure, caught_up)
+    }
+
+    /// A reader ended: true when its shard is drained (its children may
+    /// start: list the shards again).
+    fn reaped(
+        &self,
+        joined: Result<
+            (usize, Result<streams::ShardEnd, streams::StreamError>),
+            tokio::task::JoinError,
+        >,
+    ) -> Result<bool, PipelineError> {
+        let (unit, end) = joined.map_err(|e| PipelineError::Task(e.to_string()))?;
+        self.board.stopped(unit);
+        Ok(end? == streams::ShardEnd::Drained)
+    }
+
+    /// Warns, once a table, when its follow reads records near expiry.
+    fn warn_near_expiry(&self, warned: &mut HashSet<String>) {
+        for (table, hours) in self.board.near_expiry() {
+            if warned.insert(table.clone()) {
+                self.progress.note(&format!(
+                    "singletable: warning: {table}: the follow is reading records {hours:.1} h old; the stream drops records at 24 h, and a record dropped unread stops the follow: give the sink more room (--max-in-flight, --write-units) or the target more capacity"
+                ));
+            }
+        }
     }
 
     /// Lists every stream's shards and adds the new ones.
