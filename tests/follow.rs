@@ -18,7 +18,7 @@ async fn legacy_with_streams(endpoint: &str, view: &str) -> (aws_sdk_dynamodb::C
     (c, items)
 }
 
-/// Rounds `from..=to` of an application's writes: about 5% of each table's
+/// Rounds `from..=to` of an application's writes: about 8% of each table's
 /// items updated (some sessions moved to another user: their target key
 /// moves), deleted and inserted per round. Returns the data as it now is.
 async fn application(
@@ -27,12 +27,34 @@ async fn application(
     rounds: std::ops::RangeInclusive<i64>,
 ) -> (Dataset, usize) {
     let mut made = 0;
+    let mut kinds = std::collections::BTreeSet::new();
     for round in rounds {
-        let (changes, updated) = demo::changes_round(&items, round as u64, 0.05, round);
+        let (changes, updated) = demo::changes_round(&items, round as u64, 0.08, round);
+        for (table, change) in &changes {
+            let kind = match (&change.old, &change.new) {
+                (None, _) => "insert",
+                (Some(_), None) => "delete",
+                (Some(old), Some(new)) if old.get("userId") != new.get("userId") => "move",
+                _ => "update",
+            };
+            kinds.insert((table.to_string(), kind));
+        }
         demo::apply(c, &changes).await.unwrap();
         made += changes.len();
         items = updated;
     }
+    // Puts, updates and deletes in every one of the seven tables, and a
+    // session moved to another user (its target key changes).
+    for (table, _, _) in demo::LEGACY_TABLES {
+        for kind in ["insert", "update", "delete"] {
+            let moved = kind == "update" && kinds.contains(&(table.to_string(), "move"));
+            assert!(
+                moved || kinds.contains(&(table.to_string(), kind)),
+                "{table}: no {kind} in {kinds:?}"
+            );
+        }
+    }
+    assert!(kinds.contains(&("ai-girlfriend-sessions".to_string(), "move")));
     (items, made)
 }
 
@@ -184,8 +206,28 @@ async fn a_killed_follow_resumes_and_the_target_still_matches() {
         "running",
         "a killed follow stays running"
     );
-    // The application goes on while no follow runs; then the follow resumes.
+    // The application goes on while no follow runs: the state says so, and
+    // the check says NO-GO with the changes the streams hold beyond it.
     let (_, _) = application(&c, items, 4..=5).await;
+    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(d)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("follow of the streams: killed"),
+        "{}",
+        text(&o)
+    );
+    let o = singletable(d, &db.endpoint, &["cutover-check", "--mapping", &m()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "the sample differs: {out}");
+    assert!(out.contains("NO-GO:"), "{out}");
+    assert!(
+        out.contains("change(s) beyond the follow's last saved position"),
+        "{out}"
+    );
+    assert!(out.contains("the sampled verify found"), "{out}");
     let o = finish(spawn(
         d,
         &db.endpoint,

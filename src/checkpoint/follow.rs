@@ -109,8 +109,11 @@ impl FollowState {
         let how = match (self.status, live, self.started_at.is_some()) {
             (_, _, false) => "recorded, not started (it starts once the bulk copy finishes)",
             (_, true, _) => "following now",
+            (Status::Running, false, _) => {
+                "killed: the state says following, but no follow holds it"
+            }
             (Status::Finished, false, _) => "stopped, caught up (--until-caught-up)",
-            _ => "stopped",
+            (Status::Stopped, false, _) => "stopped",
         };
         let _ = writeln!(out, "follow of the streams: {how}");
         let _ = writeln!(
