@@ -210,6 +210,17 @@ impl Default for ScanArgs {
     }
 }
 
+/// `--max-lag`: a duration of at least 500 ms.
+fn parse_max_lag(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(500) {
+        return Err(format!(
+            "{text:?}: at least 500ms (a shard's tip is polled at most four times a second)"
+        ));
+    }
+    Ok(d)
+}
+
 /// A duration: a number and a unit (ms, s, m, h); a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -363,8 +374,9 @@ pub struct UntilArgs {
     #[arg(long)]
     pub until_caught_up: bool,
     /// How far behind its stream a table may be and count as caught up:
-    /// every change made longer ago than this is applied. E.g. 5s, 500ms.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// every change made longer ago than this is applied. E.g. 5s, 500ms
+    /// (the least: a shard's tip is polled at most four times a second).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_max_lag)]
     pub max_lag: Duration,
 }
 
