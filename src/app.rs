@@ -17,8 +17,8 @@ use crate::aws::AwsOptions;
 use crate::checkpoint::{State, Status};
 use crate::cli::{
     AwsArgs, Command, CutoverArgs, DataArgs, DemoArgs, DemoDataArgs, ExportFormat, FollowArgs,
-    MappingArgs, MigrateArgs, PlanArgs, PreviewArgs, ReplayArgs, ScanArgs, SourceArgs, StatusArgs,
-    VerifyArgs, WriteArgs,
+    MappingArgs, MigrateArgs, PlanArgs, PreviewArgs, ReplayArgs, ScanArgs, ShardArgs, SourceArgs,
+    StatusArgs, VerifyArgs, WriteArgs,
 };
 use crate::export::write::ExportSpec;
 use crate::export::Record;
@@ -28,7 +28,7 @@ use crate::report::write_json;
 use crate::sources::export::Store;
 use crate::sources::scan::ScanConfig;
 use crate::sources::streams::StreamsClient;
-use crate::sources::SourceOptions;
+use crate::sources::{Shard, SourceOptions};
 use crate::verify::{self, VerifyOptions};
 
 pub use crate::report::{EXIT_DIFFERS, EXIT_FAILED, EXIT_NOT_MIGRATED, EXIT_OK};
@@ -41,6 +41,7 @@ pub async fn run(command: Command) -> Result<i32> {
         Command::Follow(a) => follow(&a).await,
         Command::CutoverCheck(a) => cutover_check(&a).await,
         Command::Status(a) => status(&a),
+        Command::Report(crate::cli::ReportCommand::Merge(a)) => report_merge(&a),
         Command::Replay(a) => replay(&a).await,
         Command::Preview(a) => preview(&a).await,
         Command::Verify(a) => verify_cmd(&a).await,
@@ -183,6 +184,7 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
             fresh: false,
             every: Duration::from_secs(2),
             target: String::new(),
+            shard: None,
         },
         progress_every: w.progress_interval,
         warm: w.warm_write_units.map(|write| crate::sinks::table::Warm {
@@ -191,22 +193,33 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
         }),
         to_import: None,
         then_follow: None,
+        shard_states: Vec::new(),
     }
 }
 
 fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions> {
-    let mut o = write_options(&a.write, &a.aws, a.dead_letter.clone());
+    let shard = shard_of(&a.shard)?;
+    let mut o = write_options(&a.write, &a.aws, shard_path(&a.dead_letter, shard));
     o.sources = source_options(&a.sources)?;
     o.scan = scan_config(&a.scan);
     o.read_concurrency = a.scan.read_concurrency as usize;
     o.stall_timeout = a.scan.stall_timeout;
     o.skip_data_check = a.skip_data_check;
+    let mut target = target_words(&mapping.table.name, &a.aws);
+    if let Some(s) = shard {
+        target.push_str(&format!(", {}", s.words()));
+        o.shard_states = (0..s.count)
+            .filter(|&i| i != s.index)
+            .map(|index| shard_path(&a.state, Some(Shard { index, ..s })))
+            .collect();
+    }
     o.state = StateOptions {
-        path: a.state.clone(),
+        path: shard_path(&a.state, shard),
         resume: a.resume,
         fresh: a.fresh,
         every: a.state_interval,
-        target: target_words(&mapping.table.name, &a.aws),
+        target,
+        shard,
     };
     if let Some(location) = &a.to_import {
         // The state's target is where the files go.
@@ -214,6 +227,52 @@ fn migrate_options(a: &MigrateArgs, mapping: &Mapping) -> Result<MigrateOptions>
         o.to_import = Some(import_target(location, a)?);
     }
     Ok(o)
+}
+
+/// `--shard I/N`, or `--shards N` with the index from the scheduler's
+/// environment (Kubernetes Indexed Jobs, AWS Batch array jobs).
+fn shard_of(a: &ShardArgs) -> Result<Option<Shard>> {
+    let (index, count) = match (&a.shard, a.shards) {
+        (Some(text), _) => {
+            let parsed = text
+                .split_once('/')
+                .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+            parsed.with_context(|| format!("--shard {text:?} is not I/N, e.g. 0/3"))?
+        }
+        (None, Some(n)) => {
+            let var = ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"]
+                .into_iter()
+                .find_map(|v| std::env::var(v).ok().map(|value| (v, value)));
+            let (var, value) = var.context("--shards N takes this shard's index from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array jobs), and neither is set; or pass --shard I/N")?;
+            let index = value
+                .trim()
+                .parse()
+                .with_context(|| format!("{var}={value:?} is not a shard index"))?;
+            (index, n)
+        }
+        (None, None) => return Ok(None),
+    };
+    if count == 0 || index >= count {
+        anyhow::bail!("shard {index} of {count}: the index counts from 0 and must be below the number of shards");
+    }
+    Ok(Some(Shard { index, count }))
+}
+
+/// A shard's own file: `state.json` becomes `state.shard-2-of-3.json`.
+fn shard_path(path: &Path, shard: Option<Shard>) -> PathBuf {
+    let Some(s) = shard else {
+        return path.to_path_buf();
+    };
+    let tag = format!("shard-{}-of-{}", s.index, s.count);
+    let stem = path
+        .file_stem()
+        .map(|x| x.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
 }
 
 /// `--to-import`: a local folder, or S3 through a staging folder.
@@ -272,6 +331,14 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
     if a.until.until_caught_up && !a.then_follow {
         anyhow::bail!("--until-caught-up stops a follow: pass --then-follow with it");
     }
+    if opts.state.shard.is_some() && (a.then_follow || a.to_import.is_some()) {
+        anyhow::bail!("--shard splits a copy by Scan segments and export files; --then-follow and --to-import run on one host (follow after the shards have finished)");
+    }
+    let report = a
+        .write
+        .report
+        .as_ref()
+        .map(|r| shard_path(r, opts.state.shard));
     if a.resume {
         if let Some(done) = State::load(&a.state)?.filter(|s| s.status == Status::Finished) {
             if a.then_follow && done.follow.is_some() {
@@ -298,7 +365,7 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
         &store(s3, &a.sources),
         &mapping,
         &opts,
-        a.write.report.as_deref(),
+        report.as_deref(),
     )
     .await?;
     if !a.then_follow {
@@ -352,6 +419,7 @@ async fn follow(a: &FollowArgs) -> Result<i32> {
         fresh: a.fresh,
         every: a.state_interval,
         target: target_words(&mapping.table.name, &a.aws),
+        shard: None,
     };
     let opts = pipeline::follow::FollowOptions {
         write,
@@ -484,6 +552,22 @@ fn write_both<T: serde::Serialize>(path: &Path, what: &str, data: &T, md: String
     write_json(path, data).with_context(|| format!("writing {what} {}", path.display()))?;
     let md_path = path.with_extension("md");
     std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))
+}
+
+/// `report merge`: one report of a sharded run's; its exit code.
+fn report_merge(a: &crate::cli::ReportMergeArgs) -> Result<i32> {
+    let mut reports = Vec::new();
+    for path in &a.files {
+        let r = crate::report::merge::read(path)?;
+        reports.push((path.display().to_string(), r));
+    }
+    let merged = crate::report::merge::merge(&reports)?;
+    if let Some(path) = &a.out {
+        write_json(path, &merged)
+            .with_context(|| format!("writing the merged report {}", path.display()))?;
+    }
+    out(&merged.render());
+    Ok(merged.exit_code)
 }
 
 /// `status`: the state file, for people or as JSON.
@@ -869,11 +953,13 @@ async fn demo_steps(
             fresh: true,
             every: Duration::from_secs(2),
             target: format!("{} (demo)", mapping.table.name),
+            shard: None,
         },
         warm: None,
         progress_every: Duration::from_secs(30),
         to_import: None,
         then_follow: None,
+        shard_states: Vec::new(),
     };
     eprintln!(
         "(allowing {unwritable} dead letters: the demo's dirty rows the mapping cannot write)"

@@ -78,6 +78,9 @@ pub enum Command {
     CutoverCheck(CutoverArgs),
     /// Where a migration stands (running, killed, stopped or finished), from its state file.
     Status(StatusArgs),
+    /// Run reports: `report merge` makes one of a sharded run's.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Write the items of a dead-letter file again, once their cause is fixed.
     #[command(after_help = EXIT_CODES)]
     Replay(ReplayArgs),
@@ -364,6 +367,27 @@ pub struct MigrateArgs {
     pub then_follow: bool,
     #[command(flatten)]
     pub until: UntilArgs,
+    #[command(flatten)]
+    pub shard: ShardArgs,
+}
+
+/// One process's share of a run spread over several.
+#[derive(Debug, Clone, Args)]
+pub struct ShardArgs {
+    /// Run shard I of N (I from 0): the Scan segments (their count made a
+    /// multiple of N) and export data files whose number modulo N is I.
+    /// The state, report and dead-letter files get `.shard-I-of-N` in
+    /// their names; `report merge` makes one report of the N. Rate limits
+    /// (--write-units, --write-rate, --read-rate) are this shard's share.
+    /// An incremental round starts once every shard's state (beside this
+    /// one's) shows the round before it done.
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Run as one of N shards, the index from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Jobs) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch
+    /// array jobs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shards: Option<u32>,
 }
 
 /// When a follow stops by itself.
@@ -501,6 +525,26 @@ pub struct PlanArgs {
     /// (not with --quiet).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub progress_interval: Duration,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReportCommand {
+    /// One report of the reports of every shard of a run (`migrate --shard
+    /// I/N --report ...`): counts added per entity and reconciled again,
+    /// the verdict judged on the whole. Refuses reports of other runs, a
+    /// shard twice, a shard missing. Exits with the merged verdict.
+    #[command(after_help = EXIT_CODES)]
+    Merge(ReportMergeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportMergeArgs {
+    /// The shards' run reports (JSON).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged report (JSON) here.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

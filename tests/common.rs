@@ -368,6 +368,8 @@ pub struct Faults {
     /// GetRecords) answered LimitExceededException or 500, in turn.
     pub stream_error_rate: f64,
     pub stream_errors_served: usize,
+    /// Every Scan call forwarded or failed.
+    pub scans: Vec<ScanCall>,
     /// Never answer BatchWriteItem calls.
     pub hang: bool,
     /// Wait up to this many milliseconds (at random) before forwarding a
@@ -408,6 +410,9 @@ pub struct Proxy {
     pub calls: Arc<Mutex<Vec<BatchCall>>>,
     pub faults: Arc<Mutex<Faults>>,
 }
+
+/// (table, Segment, TotalSegments) of a Scan call the proxy forwarded.
+pub type ScanCall = (String, i64, i64);
 
 impl Proxy {
     /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`), one thread a connection.
@@ -651,6 +656,13 @@ fn serve_connection(
             }
         }
         if target.ends_with(".Scan") {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let call = (
+                body["TableName"].as_str().unwrap_or_default().to_string(),
+                body["Segment"].as_i64().unwrap_or(-1),
+                body["TotalSegments"].as_i64().unwrap_or(-1),
+            );
+            faults.lock().unwrap().scans.push(call);
             let mut f = faults.lock().unwrap();
             if f.scan_error_rate > 0.0 && rand::random::<f64>() < f.scan_error_rate {
                 f.scan_errors_served += 1;

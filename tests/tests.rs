@@ -9,6 +9,7 @@ mod follow;
 mod import;
 mod plan;
 mod resume;
+mod shards;
 mod usability;
 mod verifier;
 

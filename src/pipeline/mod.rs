@@ -83,6 +83,9 @@ pub struct MigrateOptions {
     /// `--then-follow`: the streams to follow once the copy is done; the
     /// copy records where to follow them from before it reads anything.
     pub then_follow: Option<Vec<crate::checkpoint::StreamRef>>,
+    /// With `--shard`: the other shards' state files. A phase after the
+    /// first starts once every one of them has finished the phase before.
+    pub shard_states: Vec<PathBuf>,
 }
 
 /// `--to-import`: where the files go and how.
@@ -250,6 +253,11 @@ pub async fn migrate(
         shutdown: &stages.shutdown_tx,
         stats: &stats,
         clock,
+        shards: (
+            &opts.shard_states,
+            &begun.template.fingerprint,
+            &stages.progress,
+        ),
     };
     let (failure, warnings) = phases.read(source_warnings).await;
     drop(readers);
@@ -647,6 +655,14 @@ struct Phases<'a> {
     shutdown: &'a watch::Sender<bool>,
     stats: &'a RunStats,
     clock: Instant,
+    /// With `--shard`: the other shards' state files, this run's
+    /// fingerprint (theirs must agree but for the shard), where to say
+    /// what it waits for.
+    shards: (
+        &'a [PathBuf],
+        &'a crate::checkpoint::Fingerprint,
+        &'a Arc<Progress>,
+    ),
 }
 
 impl Phases<'_> {
@@ -656,6 +672,14 @@ impl Phases<'_> {
         let mut failure: Option<PipelineError> = None;
         let phases = sources::phases(self.plan);
         for phase in 0..phases {
+            match self.wait_for_shards(phase).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
             tracing::info!("phase {} of {phases} starts", phase + 1);
             let mut tasks = tokio::task::JoinSet::new();
             sources::spawn_phase(phase, self.plan, self.readers, &self.tx, &mut tasks);
@@ -690,6 +714,66 @@ impl Phases<'_> {
         }
         (failure, warnings)
     }
+}
+
+impl Phases<'_> {
+    /// Before an incremental round of a sharded run: waits until every
+    /// other shard's state shows the rounds before it done (a shard's
+    /// changes apply on top of every shard's earlier writes). False when
+    /// the run is stopping.
+    async fn wait_for_shards(&self, phase: usize) -> Result<bool, PipelineError> {
+        let (siblings, fingerprint, progress) = self.shards;
+        if phase == 0 || siblings.is_empty() {
+            return Ok(true);
+        }
+        let mut stop = self.shutdown.subscribe();
+        let mut told: Option<Instant> = None;
+        loop {
+            let mut waiting = Vec::new();
+            for path in siblings {
+                if !shard_done(path, phase, fingerprint)? {
+                    waiting.push(path.display().to_string());
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(true);
+            }
+            if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                progress.note(&format!(
+                    "singletable: incremental round {phase} waits for the other shards to finish the round before it: {}",
+                    waiting.join(", ")
+                ));
+                told = Some(Instant::now());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(false),
+            }
+        }
+    }
+}
+
+/// Whether the shard whose state is at `path` has finished every phase
+/// before `phase`; its state must belong to the same run.
+fn shard_done(
+    path: &std::path::Path,
+    phase: usize,
+    ours: &crate::checkpoint::Fingerprint,
+) -> Result<bool, PipelineError> {
+    let Some(s) = State::load(path)? else {
+        return Ok(false);
+    };
+    let theirs = &s.fingerprint;
+    if theirs.mapping_md5 != ours.mapping_md5 || theirs.sources != ours.sources {
+        return Err(crate::checkpoint::StateError::Changed {
+            path: path.to_path_buf(),
+            changes:
+                "another shard's state belongs to another migration (its mapping or sources differ)"
+                    .into(),
+        }
+        .into());
+    }
+    Ok(s.status == Status::Finished || s.phase >= phase)
 }
 
 /// How a run ended, for its report.
@@ -742,6 +826,7 @@ fn finish_report(
     };
     let mut report = RunReport::build(stats, &names, meta);
     report.import_table = ended.import;
+    report.shard = opts.state.shard.map(|s| (s.index, s.count));
     if failure.is_none() && !report.reconciled {
         failure = Some(PipelineError::NotReconciled);
     }

@@ -25,6 +25,8 @@ pub struct StateOptions {
     pub every: Duration,
     /// The target, in words (table, region, endpoint): part of the fingerprint.
     pub target: String,
+    /// This process's share of the run (`--shard I/N`).
+    pub shard: Option<sources::Shard>,
 }
 
 /// How a run begins.
@@ -91,7 +93,8 @@ pub fn begin(
         .map(|(e, s)| EntityState {
             name: e.name.clone(),
             source_table: e.source_table.clone(),
-            expected: s.expected(),
+            // A shard reads about its share (a guide for progress only).
+            expected: s.expected() / opts.shard.map_or(1, |s| u64::from(s.count)),
         })
         .collect();
     let template = |started_at: String, attempts: u32| State {
@@ -146,7 +149,7 @@ pub fn begin(
             })
         }
         Start::Fresh => Ok(Begun {
-            units: sources::units(plan, scan),
+            units: sources::units(plan, scan, opts.shard),
             counters: vec![Counts::default(); mapping.entities.len()],
             template: template(now(), 1),
             resumed: false,

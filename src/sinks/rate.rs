@@ -30,7 +30,7 @@ const DECREASE: f64 = 0.5;
 const PERIOD: Duration = Duration::from_secs(1);
 
 /// What the sink achieved over a few seconds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct RateSample {
     /// Seconds from the start of writing to the end of this sample.
     pub t: f64,

@@ -61,10 +61,12 @@ pub async fn ensure(
             check(spec, &desc)?;
             false
         }
-        None if create => {
-            create_warm(client, spec, warm).await?;
-            true
-        }
+        None if create => match create_warm(client, spec, warm).await {
+            Ok(()) => true,
+            // Another shard created it meanwhile: use it as it is.
+            Err(_) if describe(client, &spec.name).await?.is_some() => false,
+            Err(e) => return Err(e),
+        },
         None => return Err(TableError::Missing(spec.name.clone())),
     };
     let desc = wait_active(client, &spec.name, Duration::from_secs(600)).await?;

@@ -485,16 +485,48 @@ pub fn phases(plan: &[EntitySource]) -> usize {
         .unwrap_or(0)
 }
 
+/// One process's share of a run split over several (`--shard I/N`): the
+/// Scan segments and export data files whose number modulo N is I.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether the `n`th segment or file of a table (or an export) is this shard's.
+    pub fn takes(&self, n: usize) -> bool {
+        n as u64 % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// "shard 2 of 3" (counted from 0, as the schedulers count).
+    pub fn words(&self) -> String {
+        format!("shard {} of {}", self.index, self.count)
+    }
+
+    /// A table's Scan segments, rounded up to a multiple of the shards so
+    /// each shard has the same number.
+    pub fn segments(&self, total: u32) -> u32 {
+        total.div_ceil(self.count).max(1) * self.count
+    }
+}
+
 /// The units of work of a plan, in a fixed order: per entity, its Scan
-/// segments, or its export files phase by phase. A state file keeps one
-/// watermark per unit.
-pub fn units(plan: &[EntitySource], cfg: &scan::ScanConfig) -> Vec<UnitState> {
+/// segments, or its export files phase by phase; with a shard, only its
+/// share. A state file keeps one watermark per unit.
+pub fn units(
+    plan: &[EntitySource],
+    cfg: &scan::ScanConfig,
+    shard: Option<Shard>,
+) -> Vec<UnitState> {
+    let mine = |n: usize| shard.is_none_or(|s| s.takes(n));
     let mut out = Vec::new();
     for (entity, source) in plan.iter().enumerate() {
         match source {
             EntitySource::Scan(info) => {
                 let total = scan::segment_count(info, cfg);
-                out.extend((0..total).map(|i| UnitState {
+                let total = shard.map_or(total, |s| s.segments(total));
+                out.extend((0..total).filter(|&i| mine(i as usize)).map(|i| UnitState {
                     entity,
                     name: format!("{} scan segment {} of {total}", info.name, i + 1),
                     segment: Some((i, total)),
@@ -505,7 +537,8 @@ pub fn units(plan: &[EntitySource], cfg: &scan::ScanConfig) -> Vec<UnitState> {
                 let by_phase = full.iter().map(|f| (0, f));
                 let later = incrementals.iter().enumerate().map(|(i, e)| (i + 1, e));
                 for (phase, export) in by_phase.chain(later) {
-                    out.extend(export.files.iter().map(|f| UnitState {
+                    let files = export.files.iter().enumerate().filter(|(n, _)| mine(*n));
+                    out.extend(files.map(|(_, f)| UnitState {
                         entity,
                         phase,
                         name: f.object.to_string(),
@@ -560,7 +593,7 @@ impl Readers {
             shutdown,
             on_records: Arc::new(|_, _| {}),
             on_file: Arc::new(|_| {}),
-            units: Arc::new(units(plan, scan)),
+            units: Arc::new(units(plan, scan, None)),
             tracker: None,
             prove_first: false,
         }
@@ -704,6 +737,41 @@ mod tests {
     use super::*;
 
     const FULL: (&str, &str) = ("full", "2026-01-14T10:18:50.622Z");
+
+    #[test]
+    fn a_shard_takes_its_segments_of_a_count_made_a_multiple_of_the_shards() {
+        let info = TableInfo {
+            name: "Users".into(),
+            key: vec!["userId".into()],
+            item_count: 10,
+            size_bytes: 100,
+        };
+        let cfg = scan::ScanConfig {
+            segments: Some(4),
+            consistent_read: false,
+            read_units_per_second: None,
+            page_limit: None,
+            projection: None,
+            stall_timeout: std::time::Duration::from_secs(1),
+        };
+        let plan = [EntitySource::Scan(info.clone()), EntitySource::Scan(info)];
+        let mut all = Vec::new();
+        for index in 0..3 {
+            let shard = Shard { index, count: 3 };
+            let units = units(&plan, &cfg, Some(shard));
+            assert_eq!(units.len(), 4, "two segments of each table: {units:?}");
+            for u in &units {
+                let (segment, total) = u.segment.unwrap();
+                assert_eq!((total, segment % 3), (6, index));
+                all.push((u.entity, segment));
+            }
+        }
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 12, "every segment of both tables, once");
+        assert_eq!(units(&plan, &cfg, None).len(), 8, "unsharded: as asked");
+        assert_eq!(Shard { index: 0, count: 1 }.segments(4), 4);
+    }
 
     #[test]
     fn a_chain_without_gaps_is_accepted() {

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub mod merge;
 
 use crate::checkpoint::Counts;
 use crate::sinks::dead_letter::Stage;
@@ -217,7 +219,7 @@ impl RunStats {
 }
 
 /// One entity's line in the run report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EntityReport {
     pub entity: String,
     pub source_table: String,
@@ -251,8 +253,48 @@ pub struct EntityReport {
     pub not_migrated_reasons: BTreeMap<String, u64>,
 }
 
+impl EntityReport {
+    /// Adds another's counts (of another entity for totals, or of the same
+    /// entity in another shard); reconciled only if both are.
+    pub fn add(&mut self, o: &EntityReport) {
+        self.read += o.read;
+        self.transformed += o.transformed;
+        self.written += o.written;
+        self.overwritten += o.overwritten;
+        self.filtered += o.filtered;
+        self.dead_lettered += o.dead_lettered;
+        self.not_written += o.not_written;
+        self.deleted += o.deleted;
+        self.stale_keys_deleted += o.stale_keys_deleted;
+        self.stale_key_deletes_dead_lettered += o.stale_key_deletes_dead_lettered;
+        self.retries += o.retries;
+        self.throttles += o.throttles;
+        self.write_units_consumed += o.write_units_consumed;
+        self.write_units_estimated += o.write_units_estimated;
+        self.repeated_keys_in_batch += o.repeated_keys_in_batch;
+        self.read_seconds = self.read_seconds.max(o.read_seconds);
+        self.reconciled &= o.reconciled;
+        for (reason, n) in &o.not_migrated_reasons {
+            *self.not_migrated_reasons.entry(reason.clone()).or_default() += n;
+        }
+    }
+
+    /// read = transformed = written + overwritten + deleted + filtered +
+    /// dead-lettered + not written.
+    pub fn reconciles(&self) -> bool {
+        self.read == self.transformed
+            && self.transformed
+                == self.written
+                    + self.overwritten
+                    + self.deleted
+                    + self.filtered
+                    + self.dead_lettered
+                    + self.not_written
+    }
+}
+
 /// The run report of `migrate`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub command: String,
     pub mapping: String,
@@ -287,15 +329,21 @@ pub struct RunReport {
     /// ImportTable's own account, when the run imported (`--import-table`).
     pub import_table: Option<ImportAccount>,
     /// A follow's start and lag, when the run followed the streams.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow: Option<FollowAccount>,
+    /// The share of a sharded run this report covers: (index, count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<(u32, u32)>,
+    /// A merged report: the reports it was made of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     /// 0 migrated, 2 failed or interrupted, 3 finished with items not migrated.
     pub exit_code: i32,
 }
 
 /// What a follow reports beyond the counts: where it started and how far
 /// behind each table was when it stopped.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FollowAccount {
     pub from: String,
     pub until_caught_up: bool,
@@ -308,7 +356,7 @@ pub struct FollowAccount {
 }
 
 /// What ImportTable reported of an import.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportAccount {
     pub import_arn: String,
     /// COMPLETED, FAILED or CANCELLED.
@@ -472,24 +520,10 @@ impl RunReport {
             not_migrated_reasons: BTreeMap::new(),
         };
         for e in &entities {
-            totals.read += e.read;
-            totals.transformed += e.transformed;
-            totals.written += e.written;
-            totals.overwritten += e.overwritten;
-            totals.filtered += e.filtered;
-            totals.dead_lettered += e.dead_lettered;
-            totals.not_written += e.not_written;
-            totals.deleted += e.deleted;
-            totals.stale_keys_deleted += e.stale_keys_deleted;
-            totals.stale_key_deletes_dead_lettered += e.stale_key_deletes_dead_lettered;
-            totals.retries += e.retries;
-            totals.throttles += e.throttles;
-            totals.write_units_consumed += e.write_units_consumed;
-            totals.write_units_estimated += e.write_units_estimated;
-            totals.repeated_keys_in_batch += e.repeated_keys_in_batch;
-            totals.read_seconds = totals.read_seconds.max(e.read_seconds);
-            totals.reconciled &= e.reconciled;
+            totals.add(e);
         }
+        // The reasons are listed per entity; the totals keep none.
+        totals.not_migrated_reasons.clear();
         let mut warnings = meta.source_warnings.clone();
         let false_alarms = f64::from_bits(stats.overwrite_false_alarms.load(Ordering::Relaxed));
         for e in &entities {
@@ -564,6 +598,8 @@ impl RunReport {
             overwrite_false_alarms_expected: (false_alarms * 1000.0).round() / 1000.0,
             import_table: None,
             follow: None,
+            shard: None,
+            merged_from: Vec::new(),
             exit_code: EXIT_FAILED,
         }
     }
@@ -661,6 +697,13 @@ impl RunReport {
             "{:.1} s into {}\n",
             self.duration_seconds, self.target_table
         ));
+        if !self.merged_from.is_empty() {
+            out.push_str(&format!(
+                "merged from {} shard reports (the longest shard's time): {}\n",
+                self.merged_from.len(),
+                self.merged_from.join(", ")
+            ));
+        }
         out.push_str(&self.render_rate());
         out.push_str(&self.render_not_migrated());
         out.push_str(&self.render_import());

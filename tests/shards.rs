@@ -1,0 +1,224 @@
+//! Beyond one machine: a run split into shards (`--shard I/N`), three
+//! processes on one machine, by Scan and from exports with an incremental
+//! round; one shard killed and resumed; the reports merged into one.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn spawn_shard(dir: &Path, endpoint: &str, shard: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir)
+        .args([
+            "migrate",
+            "--mapping",
+            &m(),
+            "--create-table",
+            "--shard",
+            shard,
+        ])
+        .args(["--report", "run.json", "--state-interval", "100ms"])
+        .args(extra)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--quiet",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a shard (at most three minutes); asserts it exited 0.
+fn succeeds(child: Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{what} still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o));
+}
+
+/// `report merge` of the three shards' reports: its exit code and report.
+fn merged(dir: &Path) -> (i32, serde_json::Value, String) {
+    let files: Vec<String> = (0..3).map(|i| format!("run.shard-{i}-of-3.json")).collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir)
+        .args(["report", "merge", "--out", "merged.json"])
+        .args(&files)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        report(dir, "merged.json"),
+        text(&o),
+    )
+}
+
+#[tokio::test]
+async fn three_scan_shards_read_disjoint_segments_and_merge_into_one_verified_run() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    let items = load_legacy(&c, 1500, 5, 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let proxies: Vec<Proxy> = (0..3).map(|_| Proxy::start(&db.endpoint)).collect();
+    let shards: Vec<Child> = proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| spawn_shard(d, &p.endpoint, &format!("{i}/3"), &["--segments", "2"]))
+        .collect();
+    for (i, s) in shards.into_iter().enumerate() {
+        succeeds(s, &format!("shard {i}"));
+    }
+    // Each segment read by exactly one shard, every segment read; two
+    // segments a table asked for, three (a multiple of the shards) read.
+    let mut all = BTreeSet::new();
+    for (i, p) in proxies.iter().enumerate() {
+        // The unsegmented Scans are each shard's check of the mapping
+        // against the first items; the copy reads by segments.
+        let segments: BTreeSet<(String, i64, i64)> = p
+            .faults
+            .lock()
+            .unwrap()
+            .scans
+            .iter()
+            .filter(|s| s.2 >= 0)
+            .cloned()
+            .collect();
+        assert!(!segments.is_empty(), "shard {i} scanned");
+        for (table, segment, total) in &segments {
+            assert_eq!(*total, 3, "{table}");
+            assert_eq!(
+                *segment % 3,
+                i as i64,
+                "shard {i} read {table} segment {segment}"
+            );
+            assert!(
+                all.insert((table.clone(), *segment)),
+                "read twice: {table} {segment}"
+            );
+        }
+    }
+    assert_eq!(
+        all.len(),
+        7 * 3,
+        "every segment of the seven tables: {all:?}"
+    );
+    let (code, r, out) = merged(d);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["reconciled"], true, "{r:#}");
+    assert_eq!(r["totals"]["read"], items.len() as u64, "{r:#}");
+    assert_eq!(r["totals"]["written"], items.len() as u64, "{r:#}");
+    assert_eq!(r["merged_from"].as_array().unwrap().len(), 3);
+    assert!(out.contains("merged from 3 shard reports"), "{out}");
+    let (code, v, vout) = verify(d, &db.endpoint, &["--full"]);
+    assert_eq!((code, &v["verdict"]), (0, &"match".into()), "{vout}");
+    // A set without one shard is not a whole run.
+    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(d)
+        .args([
+            "report",
+            "merge",
+            "run.shard-0-of-3.json",
+            "run.shard-2-of-3.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("shard(s) 1 of 3 missing"), "{}", text(&o));
+}
+
+#[tokio::test]
+async fn export_shards_with_an_incremental_round_and_a_killed_shard_still_match() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data =
+        "--scale 3000 --seed 9 --dirty-rate 0 --export-to exp --incremental --change-rate 0.1";
+    demo_exports(d, &db.endpoint, "exports.txt", &args(data));
+    let source = ["--exports-file", "exports.txt"];
+    let first = spawn_shard(d, &db.endpoint, "0/3", &source);
+    let last = spawn_shard(d, &db.endpoint, "2/3", &source);
+    // Shard 1, slowed down, killed once it has acknowledged something.
+    let slow = [&source[..], &["--write-rate", "400"]].concat();
+    let mut killed = spawn_shard(d, &db.endpoint, "1/3", &slow);
+    let state = d.join("singletable-state.shard-1-of-3.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s: serde_json::Value = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let acked = s["units"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["records"].as_u64() > Some(0)));
+        if acked {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shard 1 never acknowledged anything"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    let resumed = spawn_shard(
+        d,
+        &db.endpoint,
+        "1/3",
+        &[&source[..], &["--resume"]].concat(),
+    );
+    succeeds(resumed, "shard 1, resumed");
+    succeeds(first, "shard 0");
+    succeeds(last, "shard 2");
+    // Each data file in exactly one shard's state, every file in one.
+    let mut files = BTreeSet::new();
+    for i in 0..3 {
+        let s = report(d, &format!("singletable-state.shard-{i}-of-3.json"));
+        assert_eq!(s["status"], "finished", "shard {i}: {s}");
+        for u in s["units"].as_array().unwrap() {
+            let name = u["name"].as_str().unwrap().to_string();
+            assert!(files.insert(name.clone()), "{name} in two shards");
+        }
+    }
+    let on_disk = walk(&d.join("exp"));
+    assert_eq!(files.len(), on_disk, "every data file, once: {files:?}");
+    let (code, r, out) = merged(d);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(r["reconciled"], true, "{r:#}");
+    assert!(
+        r["totals"]["deleted"].as_u64().unwrap() > 0,
+        "the incremental round ran: {r:#}"
+    );
+    let (code, v, vout) = verify(d, &db.endpoint, &["--full"]);
+    assert_eq!((code, &v["verdict"]), (0, &"match".into()), "{vout}");
+}
+
+/// Data files (.json.gz under a data folder) below `dir`.
+fn walk(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += walk(&p);
+        } else if p.to_string_lossy().ends_with(".json.gz")
+            && p.to_string_lossy().contains("/data/")
+        {
+            n += 1;
+        }
+    }
+    n
+}
