@@ -750,6 +750,21 @@ pub fn singletable_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Outpu
     cmd.output().expect("run singletable")
 }
 
+/// Waits for a child for at most `secs` seconds: a run that never ends
+/// fails the test (with what it printed) instead of hanging the suite.
+pub fn finish_within(mut child: Child, secs: u64) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("still running after {secs} s: {}", text(&o));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Command-line words from one string (no quoting: test arguments only).
 pub fn args(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()

@@ -75,17 +75,8 @@ fn spawn(dir: &Path, endpoint: &str, words: &[&str]) -> Child {
 
 /// Waits for a child for at most two minutes (a follow that never catches
 /// up fails the test instead of hanging the suite).
-fn finish(mut child: Child) -> std::process::Output {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
-            panic!("still running after two minutes: {}", text(&o));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+fn finish(child: Child) -> std::process::Output {
+    finish_within(child, 120)
 }
 
 fn state(dir: &Path) -> serde_json::Value {

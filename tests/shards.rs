@@ -40,13 +40,7 @@ fn spawn_shard(dir: &Path, endpoint: &str, shard: &str, extra: &[&str]) -> Child
 
 /// Waits for a shard (at most three minutes); asserts it exited 0.
 fn succeeds(child: Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut child = child;
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "{what} still running");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let o = child.wait_with_output().unwrap();
+    let o = finish_within(child, 180);
     assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o));
 }
 
