@@ -216,3 +216,57 @@ fn walk(dir: &Path) -> usize {
     }
     n
 }
+
+/// The flags a piece of a recipe passes to `singletable migrate`.
+fn flags(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == '"' || c == ';')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn the_deploy_recipes_run_flags_that_exist_with_one_shard_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let job = std::fs::read_to_string(root.join("kubernetes/indexed-job.yaml")).unwrap();
+    let args = &job[job.find("args:").unwrap()..job.find("resources:").unwrap()];
+    let batch: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("aws-batch/job-definition.json")).unwrap(),
+    )
+    .unwrap();
+    let command = batch["containerProperties"]["command"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(root.join("iam-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .args(["migrate", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for (recipe, text) in [
+        ("indexed-job.yaml", args),
+        ("job-definition.json", command.as_str()),
+    ] {
+        assert!(text.contains("singletable migrate --shards 3"), "{recipe}");
+        for flag in flags(text) {
+            assert!(
+                help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                "{recipe}: {flag} is not a migrate flag"
+            );
+        }
+        assert!(
+            text.contains("shard-$"),
+            "{recipe} resumes its own state file"
+        );
+    }
+    assert!(job.contains("completions: 3") && job.contains("parallelism: 3"));
+    assert!(job.contains("completionMode: Indexed"));
+}
