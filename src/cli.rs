@@ -87,6 +87,7 @@ pub enum Command {
     /// Show what the first items of each legacy table would become; writes nothing.
     Preview(PreviewArgs),
     /// Prove the target holds what the mapping makes of the source.
+    #[command(args_conflicts_with_subcommands = true)]
     Verify(VerifyArgs),
     /// Create the seven legacy tables and fill them with generated data.
     DemoData(DemoDataArgs),
@@ -376,10 +377,11 @@ pub struct MigrateArgs {
 pub struct ShardArgs {
     /// Run shard I of N (I from 0): the Scan segments (their count made a
     /// multiple of N) and export data files whose number modulo N is I.
-    /// The state, report and dead-letter files get `.shard-I-of-N` in
-    /// their names; `report merge` makes one report of the N. Rate limits
-    /// (--write-units, --write-rate, --read-rate) are this shard's share.
-    /// An incremental round starts once every shard's state (beside this
+    /// Its files (state, report, dead letters) get `.shard-I-of-N` in
+    /// their names; `report merge` (migrate) or `verify merge` (verify
+    /// --full) makes one of the N. Rate limits (--write-units,
+    /// --write-rate, --read-rate) are this shard's share. A migrate's
+    /// incremental round starts once every shard's state (beside this
     /// one's) shows the round before it done.
     #[arg(long, value_name = "I/N", conflicts_with = "shards")]
     pub shard: Option<String>,
@@ -649,6 +651,31 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub shard: ShardArgs,
+    #[command(subcommand)]
+    pub command: Option<VerifyCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum VerifyCommand {
+    /// The verdict of a full verification run as shards (`verify --full
+    /// --shard I/N --report ...` on each): their bucket digests added up.
+    /// Refuses digests of other runs, a shard twice, a shard missing.
+    /// Exit 0 when every bucket agrees, 1 when some differ (naming the
+    /// keys takes `verify --full` on one host).
+    Merge(VerifyMergeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyMergeArgs {
+    /// The shards' digest files.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged verification report here (JSON), and a Markdown
+    /// copy beside it.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -314,6 +314,36 @@ pub async fn query_index(
     out
 }
 
+/// Deletes the target item at (`pk`, `sk`): a difference planted for verify.
+pub async fn delete_target(c: &aws_sdk_dynamodb::Client, pk: &str, sk: &str) {
+    c.delete_item()
+        .table_name(TARGET)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Sets `attr` of the target item at (`pk`, `sk`): a planted difference.
+pub async fn set_target(
+    c: &aws_sdk_dynamodb::Client,
+    (pk, sk): (&str, &str),
+    attr: &str,
+    v: AttributeValue,
+) {
+    c.update_item()
+        .table_name(TARGET)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .update_expression("SET #a = :v")
+        .expression_attribute_names("#a", attr)
+        .expression_attribute_values(":v", v)
+        .send()
+        .await
+        .unwrap();
+}
+
 pub fn str_of<'a>(item: &'a Item, attr: &str) -> &'a str {
     match item.get(attr) {
         Some(AttributeValue::S(s)) => s,

@@ -44,15 +44,20 @@ fn succeeds(child: Child, what: &str) {
     assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o));
 }
 
+/// A command that reaches no AWS endpoint (the merges), run in `dir`.
+fn local(dir: &Path, words: &[&str], files: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir)
+        .args(words)
+        .args(files)
+        .output()
+        .unwrap()
+}
+
 /// `report merge` of the three shards' reports: its exit code and report.
 fn merged(dir: &Path) -> (i32, serde_json::Value, String) {
     let files: Vec<String> = (0..3).map(|i| format!("run.shard-{i}-of-3.json")).collect();
-    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir)
-        .args(["report", "merge", "--out", "merged.json"])
-        .args(&files)
-        .output()
-        .unwrap();
+    let o = local(dir, &["report", "merge", "--out", "merged.json"], &files);
     (
         o.status.code().unwrap_or(-1),
         report(dir, "merged.json"),
@@ -119,19 +124,72 @@ async fn three_scan_shards_read_disjoint_segments_and_merge_into_one_verified_ru
     assert!(out.contains("merged from 3 shard reports"), "{out}");
     let (code, v, vout) = verify(d, &db.endpoint, &["--full"]);
     assert_eq!((code, &v["verdict"]), (0, &"match".into()), "{vout}");
-    // A set without one shard is not a whole run.
-    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(d)
-        .args([
-            "report",
-            "merge",
-            "run.shard-0-of-3.json",
-            "run.shard-2-of-3.json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("shard(s) 1 of 3 missing"), "{}", text(&o));
+    // The same verdict from three verify shards, merged; then a target
+    // item gone and one changed: the merge says the sides differ.
+    let (code, v, vout) = sharded_verify(d, &db.endpoint);
+    assert_eq!((code, &v["verdict"]), (0, &"match".into()), "{vout}");
+    let total: u64 = v["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sampled"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, items.len() as u64, "every record compared: {v:#}");
+    delete_target(&c, "USER#user123", "METADATA").await;
+    let one = aws_sdk_dynamodb::types::AttributeValue::N("1".into());
+    set_target(&c, ("USER#user123", "CREDITS"), "credits", one).await;
+    let (code, v, vout) = sharded_verify(d, &db.endpoint);
+    assert_eq!((code, &v["verdict"]), (1, &"differs".into()), "{vout}");
+    let ent = |name: &str| {
+        v["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["entity"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(ent("user")["unresolved"].as_u64().unwrap() >= 1, "{v:#}");
+    assert!(ent("credits")["unresolved"].as_u64().unwrap() >= 1, "{v:#}");
+    assert_eq!(ent("session")["unresolved"], 0, "{v:#}");
+    assert!(
+        vout.contains("run singletable verify --full on one host"),
+        "{vout}"
+    );
+    // A set without one shard is not a whole run, for either merge.
+    for (merge, kind, leave_out) in [("verify", "v", 2), ("report", "run", 1)] {
+        let files: Vec<String> = (0..3)
+            .filter(|i| *i != leave_out)
+            .map(|i| format!("{kind}.shard-{i}-of-3.json"))
+            .collect();
+        let o = local(d, &[merge, "merge"], &files);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let missing = format!("shard(s) {leave_out} of 3 missing");
+        assert!(text(&o).contains(&missing), "{}", text(&o));
+    }
+}
+
+/// `verify --full --shard I/3` three times, then `verify merge`: the exit
+/// code, the merged report, the output.
+fn sharded_verify(dir: &Path, endpoint: &str) -> (i32, serde_json::Value, String) {
+    for i in 0..3 {
+        let (mapping, more) = (m(), format!("--full --shard {i}/3 --report v.json"));
+        let words = [&["verify", "--mapping", &mapping][..], &args(&more)].concat();
+        let o = singletable(dir, endpoint, &words);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            text(&o).contains("no verdict from one shard"),
+            "{}",
+            text(&o)
+        );
+    }
+    let files: Vec<String> = (0..3).map(|i| format!("v.shard-{i}-of-3.json")).collect();
+    let o = local(dir, &["verify", "merge", "--report", "vm.json"], &files);
+    (
+        o.status.code().unwrap_or(-1),
+        report(dir, "vm.json"),
+        text(&o),
+    )
 }
 
 #[tokio::test]
@@ -199,6 +257,13 @@ async fn export_shards_with_an_incremental_round_and_a_killed_shard_still_match(
     );
     let (code, v, vout) = verify(d, &db.endpoint, &["--full"]);
     assert_eq!((code, &v["verdict"]), (0, &"match".into()), "{vout}");
+    // A sharded verify of exports with an incremental round is refused:
+    // a key's changes settle across files no one shard holds.
+    let (mapping, more) = (m(), args("--full --shard 0/3 --exports-file exports.txt"));
+    let words = [&["verify", "--mapping", &mapping][..], &more].concat();
+    let o = singletable(d, &db.endpoint, &words);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("incremental exports"), "{}", text(&o));
 }
 
 /// Data files (.json.gz under a data folder) below `dir`.
@@ -246,10 +311,7 @@ fn the_deploy_recipes_run_flags_that_exist_with_one_shard_count() {
         &std::fs::read_to_string(root.join("iam-policy.json")).unwrap(),
     )
     .unwrap();
-    let help = Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .args(["migrate", "--help"])
-        .output()
-        .unwrap();
+    let help = local(&root, &["migrate", "--help"], &[]);
     let help = String::from_utf8(help.stdout).unwrap();
     for (recipe, text) in [
         ("indexed-job.yaml", args),

@@ -76,22 +76,9 @@ async fn sample_and_full_name_every_planted_difference_and_nothing_else() {
 
     // Plant one of each.
     let t = TARGET;
-    c.delete_item()
-        .table_name(t)
-        .key("pk", s("USER#user123"))
-        .key("sk", s("METADATA"))
-        .send()
-        .await
-        .unwrap();
-    c.update_item()
-        .table_name(t)
-        .key("pk", s("SESSION#session456"))
-        .key("sk", s("MSG#2024-01-15T14:05:30Z#msg789"))
-        .update_expression("SET content = :c")
-        .expression_attribute_values(":c", s("edited"))
-        .send()
-        .await
-        .unwrap();
+    delete_target(&c, "USER#user123", "METADATA").await;
+    let msg = ("SESSION#session456", "MSG#2024-01-15T14:05:30Z#msg789");
+    set_target(&c, msg, "content", s("edited")).await;
     c.update_item()
         .table_name(t)
         .key("pk", s("USER#user123"))

@@ -20,6 +20,7 @@ pub mod canonical;
 pub mod full;
 pub mod report;
 pub mod sample;
+pub mod shard;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct VerifyOptions {
     /// Full mode: the most records held to list differences; more, and the
     /// differing buckets are split again first.
     pub collect_limit: u64,
+    /// `verify --full --shard I/N`: this process's share of both sides.
+    pub shard: Option<sources::Shard>,
 }
 
 /// Per entity: read, put, filtered, rejected.
@@ -87,6 +90,8 @@ struct Context<'a> {
     readers: Readers,
     target: TableInfo,
     opts: &'a VerifyOptions,
+    /// Where the sources are read from, in a word or two.
+    source_kind: String,
 }
 
 impl Context<'_> {
@@ -212,7 +217,20 @@ impl Context<'_> {
             projection,
             ..self.opts.scan.clone()
         };
-        let segments = scan::all_segments(&self.target, &scan_cfg);
+        let mut segments = scan::all_segments(&self.target, &scan_cfg);
+        if let Some(shard) = self.opts.shard {
+            // This shard's share of the target.
+            let total = shard.segments(segments.len() as u32);
+            segments = (0..total)
+                .filter(|&i| shard.takes(i as usize))
+                .map(|index| scan::Segment {
+                    index,
+                    total,
+                    start: None,
+                    cursor: None,
+                })
+                .collect();
+        }
         let table = scan::TableScan {
             client: self.client.clone(),
             info: self.target.clone(),
@@ -475,15 +493,15 @@ async fn held_elsewhere(
 }
 
 /// Runs the verification.
-pub async fn verify(
-    client: &aws_sdk_dynamodb::Client,
+/// The plan of the sources, the target's description and the readers of a
+/// verification (with a shard, only its share); the sources' warnings.
+async fn context<'a>(
+    client: &'a aws_sdk_dynamodb::Client,
     store: &Store,
-    mapping: &Mapping,
-    opts: &VerifyOptions,
-) -> Result<VerifyReport, PipelineError> {
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let clock = std::time::Instant::now();
-    let (plan, mut warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
+    mapping: &'a Mapping,
+    opts: &'a VerifyOptions,
+) -> Result<(Context<'a>, Vec<String>), PipelineError> {
+    let (plan, warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
     let name = &mapping.table.name;
     let target_error = |message: String| PipelineError::Target {
         table: name.clone(),
@@ -505,7 +523,8 @@ pub async fn verify(
         item_count: desc.item_count().unwrap_or(0),
         size_bytes: desc.table_size_bytes().unwrap_or(0),
     };
-    let readers = Readers::plain(client, store, &opts.scan, opts.read_concurrency, &plan);
+    let mut readers = Readers::plain(client, store, &opts.scan, opts.read_concurrency, &plan);
+    readers.units = Arc::new(sources::units(&plan, &opts.scan, opts.shard));
     let source_kind = sources::source_words(&plan);
     let ctx = Context {
         client,
@@ -514,7 +533,21 @@ pub async fn verify(
         readers,
         target,
         opts,
+        source_kind,
     };
+    Ok((ctx, warnings))
+}
+
+pub async fn verify(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, PipelineError> {
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let clock = std::time::Instant::now();
+    let (ctx, mut warnings) = context(client, store, mapping, opts).await?;
+    let source_kind = ctx.source_kind.clone();
     let n = mapping.entities.len();
     let key_names: Vec<String> = ctx.key_names().iter().map(|s| s.to_string()).collect();
     let new_counts = || TargetCounts {
