@@ -9,18 +9,19 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// Starts `migrate` as one of three shards: `shard` is `I/3` (`--shard`),
+/// or `VARIABLE=I` (`--shards 3`, the index from a scheduler's variable).
 fn spawn_shard(dir: &Path, endpoint: &str, shard: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir)
-        .args([
-            "migrate",
-            "--mapping",
-            &m(),
-            "--create-table",
-            "--shard",
-            shard,
-        ])
-        .args(["--report", "run.json", "--state-interval", "100ms"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_singletable"));
+    cmd.current_dir(dir)
+        .args(["migrate", "--mapping", &m(), "--create-table"])
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX");
+    match shard.split_once('=') {
+        Some((variable, index)) => cmd.args(["--shards", "3"]).env(variable, index),
+        None => cmd.args(["--shard", shard]),
+    };
+    cmd.args(["--report", "run.json", "--state-interval", "100ms"])
         .args(extra)
         .args([
             "--endpoint-url",
@@ -72,11 +73,43 @@ async fn three_scan_shards_read_disjoint_segments_and_merge_into_one_verified_ru
     let items = load_legacy(&c, 1500, 5, 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // No index anywhere, or one past the count: refused, naming the fix.
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &["migrate", "--mapping", &m(), "--shards", "3"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("JOB_COMPLETION_INDEX"), "{}", text(&o));
+    assert!(
+        text(&o).contains("AWS_BATCH_JOB_ARRAY_INDEX"),
+        "{}",
+        text(&o)
+    );
+    let o = singletable(
+        d,
+        &db.endpoint,
+        &["migrate", "--mapping", &m(), "--shard", "3/3"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("must be below the number of shards"),
+        "{}",
+        text(&o)
+    );
     let proxies: Vec<Proxy> = (0..3).map(|_| Proxy::start(&db.endpoint)).collect();
     let shards: Vec<Child> = proxies
         .iter()
         .enumerate()
-        .map(|(i, p)| spawn_shard(d, &p.endpoint, &format!("{i}/3"), &["--segments", "2"]))
+        .map(|(i, p)| {
+            // One by the flag, one by each scheduler's variable.
+            let shard = match i {
+                0 => "0/3".to_string(),
+                1 => "JOB_COMPLETION_INDEX=1".to_string(),
+                _ => format!("AWS_BATCH_JOB_ARRAY_INDEX={i}"),
+            };
+            spawn_shard(d, &p.endpoint, &shard, &["--segments", "2"])
+        })
         .collect();
     for (i, s) in shards.into_iter().enumerate() {
         succeeds(s, &format!("shard {i}"));
