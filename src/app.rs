@@ -593,15 +593,18 @@ fn status(a: &StatusArgs) -> Result<i32> {
 /// `replay`: a dead-letter file's items, written again.
 async fn replay(a: &ReplayArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
+    let shard = shard_of(&a.shard)?;
     let out = a
         .still_failing
         .clone()
         .unwrap_or_else(|| pipeline::replay::still_failing_path(&a.dead_letter));
-    let mut opts = write_options(&a.write, &a.aws, out);
+    let mut opts = write_options(&a.write, &a.aws, shard_path(&out, shard));
     opts.stall_timeout = a.stall_timeout;
+    opts.state.shard = shard;
     let (client, _) = clients(&a.aws, None).await;
     let ran = pipeline::replay::replay(&client, &mapping, &opts, &a.dead_letter).await?;
-    finish_run(ran, a.write.report.as_deref())
+    let report = a.write.report.as_ref().map(|r| shard_path(r, shard));
+    finish_run(ran, report.as_deref())
 }
 
 async fn preview(a: &PreviewArgs) -> Result<i32> {

@@ -376,7 +376,8 @@ pub struct MigrateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ShardArgs {
     /// Run shard I of N (I from 0): the Scan segments (their count made a
-    /// multiple of N) and export data files whose number modulo N is I.
+    /// multiple of N) and export data files whose number modulo N is I
+    /// (replay: the dead-letter lines whose legacy key hashes to I).
     /// Its files (state, report, dead letters) get `.shard-I-of-N` in
     /// their names; `report merge` (migrate) or `verify merge` (verify
     /// --full) makes one of the N. Rate limits (--write-units,
@@ -585,6 +586,8 @@ pub struct ReplayArgs {
     /// Stop (exit 2) when no write has succeeded for this long.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub stall_timeout: Duration,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 #[derive(Debug, Clone, Args)]

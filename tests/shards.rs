@@ -365,3 +365,53 @@ fn the_deploy_recipes_run_flags_that_exist_with_one_shard_count() {
     assert!(job.contains("completions: 3") && job.contains("parallelism: 3"));
     assert!(job.contains("completionMode: Indexed"));
 }
+
+#[tokio::test]
+async fn a_dead_letter_file_replayed_by_three_shards_is_replayed_once_and_merges() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 1500, 3, 0.05).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    migrate_dirty(d, &db.endpoint);
+    let lines = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    let lines: BTreeSet<&str> = lines.lines().collect();
+    assert!(lines.len() > 3, "dead letters to share: {}", lines.len());
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let more = format!("--dead-letter dead.jsonl --report replay.json --shard {shard}");
+        let (mapping, more) = (m(), args(&more));
+        let words = [&["replay", "--mapping", &mapping][..], &more].concat();
+        let o = singletable(d, &db.endpoint, &words);
+        // The same mapping: what failed fails again (exit 3), once.
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    }
+    // Every line in exactly one shard's still-failing file.
+    let mut again = Vec::new();
+    for i in 0..3 {
+        let path = d.join(format!("dead.replay.shard-{i}-of-3.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mine: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!mine.is_empty(), "shard {i} replayed its share");
+        again.extend(mine.into_iter().map(|v| v["source_key"].to_string()));
+    }
+    let originals: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["source_key"].to_string())
+        .collect();
+    again.sort();
+    let mut originals = originals;
+    originals.sort();
+    assert_eq!(again, originals, "each dead letter replayed by one shard");
+    let files: Vec<String> = (0..3)
+        .map(|i| format!("replay.shard-{i}-of-3.json"))
+        .collect();
+    let o = local(d, &["report", "merge", "--out", "replay.json"], &files);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r = report(d, "replay.json");
+    assert_eq!(r["reconciled"], true, "{r:#}");
+    assert_eq!(r["totals"]["read"], lines.len() as u64, "{r:#}");
+}

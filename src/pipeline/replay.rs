@@ -47,6 +47,17 @@ type Replayed = (usize, SourceRecord);
 /// Reads and checks every line of `path`. Returns the records and
 /// warnings (a last line cut short by a kill is skipped).
 pub fn read(path: &Path, mapping: &Mapping) -> Result<(Vec<Replayed>, Vec<String>), ReplayError> {
+    read_share(path, mapping, None)
+}
+
+/// [`read`], keeping only a shard's lines: those whose legacy key hashes
+/// to it, so every line of one item is replayed by one shard, in order.
+/// Every line is checked whichever shard keeps it.
+pub fn read_share(
+    path: &Path,
+    mapping: &Mapping,
+    shard: Option<crate::sources::Shard>,
+) -> Result<(Vec<Replayed>, Vec<String>), ReplayError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ReplayError::Io {
         path: path.to_path_buf(),
         cause,
@@ -75,7 +86,15 @@ pub fn read(path: &Path, mapping: &Mapping) -> Result<(Vec<Replayed>, Vec<String
             }
             Err(e) => return Err(at(format!("not a dead-letter line: {e}"))),
         };
-        out.push(record(&value, mapping).map_err(at)?);
+        let replayed = record(&value, mapping).map_err(at)?;
+        let key = value
+            .get("source_key")
+            .map(|k| k.to_string())
+            .unwrap_or_default();
+        let hash = key_share(key.as_bytes());
+        if shard.is_none_or(|s| s.takes((hash % u64::from(s.count)) as usize)) {
+            out.push(replayed);
+        }
     }
     Ok((out, warnings))
 }
@@ -120,6 +139,14 @@ fn record(v: &serde_json::Value, mapping: &Mapping) -> Result<Replayed, String> 
     Ok((entity, record))
 }
 
+/// A stable number for a legacy key (the first 8 bytes of its MD5): the
+/// same in every shard and every build.
+fn key_share(bytes: &[u8]) -> u64 {
+    use md5::Digest as _;
+    let d = md5::Md5::digest(bytes);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
 /// The default file for what still fails: `FILE` with `.replay` before
 /// its extension.
 pub fn still_failing_path(input: &Path) -> PathBuf {
@@ -145,7 +172,7 @@ pub async fn replay(
     if same || input == opts.dead_letter {
         return Err(ReplayError::SameFile(opts.dead_letter.clone()).into());
     }
-    let (records, warnings) = read(input, mapping)?;
+    let (records, warnings) = read_share(input, mapping, opts.state.shard)?;
     let stats = Arc::new(RunStats::new(mapping.entities.len()));
     let mut tables: Vec<(String, u64, usize)> = mapping
         .entities
