@@ -496,11 +496,12 @@ fn finish_run(
 /// `plan`: the forecast, on the terminal and in the reports.
 async fn plan(a: &PlanArgs) -> Result<i32> {
     let mapping = load_mapping(&a.mapping)?;
+    let shard = shard_of(&a.shard)?;
     let opts = crate::plan::PlanOptions {
         sources: source_options(&a.sources)?,
         scan: scan_config(&a.scan),
         read_concurrency: a.scan.read_concurrency as usize,
-        dead_letter: a.dead_letter.clone(),
+        dead_letter: a.dead_letter.as_ref().map(|d| shard_path(d, shard)),
         write_units: a.write_units,
         top: a.top as usize,
         max_listed: a.max_listed as usize,
@@ -515,11 +516,13 @@ async fn plan(a: &PlanArgs) -> Result<i32> {
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         quiet: a.aws.quiet,
         progress_every: a.progress_interval,
+        shard,
     };
     let (client, s3) = clients(&a.aws, None).await;
     let report = crate::plan::plan(&client, &store(s3, &a.sources), &mapping, &opts).await?;
     if let Some(path) = &a.report {
-        write_both(path, "the plan", &report, report.render_markdown())?;
+        let path = shard_path(path, shard);
+        write_both(&path, "the plan", &report, report.render_markdown())?;
     }
     Shown {
         width: 0,
@@ -927,6 +930,7 @@ async fn demo_plan(
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         quiet: true,
         progress_every: Duration::from_secs(30),
+        shard: None,
     };
     let report = crate::plan::plan(client, store, mapping, &opts).await?;
     write_both(

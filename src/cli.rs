@@ -528,6 +528,8 @@ pub struct PlanArgs {
     /// (not with --quiet).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub progress_interval: Duration,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -415,3 +415,42 @@ async fn a_dead_letter_file_replayed_by_three_shards_is_replayed_once_and_merges
     assert_eq!(r["reconciled"], true, "{r:#}");
     assert_eq!(r["totals"]["read"], lines.len() as u64, "{r:#}");
 }
+
+#[tokio::test]
+async fn three_plan_shards_add_up_to_the_whole_plan() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 1500, 4, 0.02).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plan = |more: &str| {
+        let (mapping, more) = (m(), args(more));
+        let words = [&["plan", "--mapping", &mapping][..], &more].concat();
+        let o = singletable(d, &db.endpoint, &words);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    };
+    plan("--segments 2 --report plan.json");
+    let whole = report(d, "plan.json");
+    let mut sums = (0u64, 0u64, 0u64);
+    for i in 0..3 {
+        plan(&format!("--segments 2 --shard {i}/3 --report plan.json"));
+        let p = report(d, &format!("plan.shard-{i}-of-3.json"));
+        let t = &p["totals"];
+        sums.0 += t["read"].as_u64().unwrap();
+        sums.1 += t["would_write"].as_u64().unwrap();
+        sums.2 += t["would_dead_letter"].as_u64().unwrap();
+        let warned = p["warnings"].as_array().unwrap().iter().any(|w| {
+            w.as_str()
+                .unwrap()
+                .contains(&format!("shard {i} of 3: this plan covers the share"))
+        });
+        assert!(warned, "{p:#}");
+    }
+    let t = &whole["totals"];
+    let expected = (
+        t["read"].as_u64().unwrap(),
+        t["would_write"].as_u64().unwrap(),
+        t["would_dead_letter"].as_u64().unwrap(),
+    );
+    assert_eq!(sums, expected, "the shards' plans add up to the whole");
+}

@@ -65,6 +65,8 @@ pub struct PlanOptions {
     pub quiet: bool,
     /// Without a terminal: a progress line this often.
     pub progress_every: std::time::Duration,
+    /// `plan --shard I/N`: this process's share of the sources only.
+    pub shard: Option<sources::Shard>,
 }
 
 /// One worker's state.
@@ -115,7 +117,10 @@ async fn forecast(
     opts: &PlanOptions,
 ) -> Result<PlanReport, PipelineError> {
     let clock = std::time::Instant::now();
-    let (plan, warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
+    let (plan, mut warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
+    if let Some(s) = opts.shard {
+        warnings.push(format!("{}: this plan covers the share of the sources it reads (Scan segments and export files modulo {}): its counts, sizes, time and cost are of that share, and collisions and hot partitions across shards are not seen", s.words(), s.count));
+    }
     let expected: u64 = plan.iter().map(EntitySource::expected).sum();
     let partitions = (expected / PER_PARTITION).clamp(16, MAX_PARTITIONS) as usize;
     let spill = SpillDir::new(opts.spill_dir.as_deref(), partitions).map_err(spill_error)?;
@@ -128,6 +133,7 @@ async fn forecast(
     let readers = Readers {
         on_records: Arc::new(move |e, n| p.inc(e, n)),
         on_file: Arc::new(move |e| pf.file_done(e)),
+        units: Arc::new(sources::units(&plan, &opts.scan, opts.shard)),
         ..Readers::plain(client, store, &opts.scan, opts.read_concurrency, &plan)
     };
     let shared_mapping = Arc::new(mapping.clone());
