@@ -280,10 +280,18 @@ async fn export_shards_with_an_incremental_round_and_a_killed_shard_still_match(
         }
     }
     let on_disk = walk(&d.join("exp"));
-    assert_eq!(files.len(), on_disk, "every data file, once: {files:?}");
+    assert_eq!(
+        files.len(),
+        on_disk.len(),
+        "every data file, once: {files:?}"
+    );
+    // And every record of them read once: the shards' reads add up to the
+    // lines of the data files.
+    let lines: usize = on_disk.iter().map(|f| read_gz_lines(f).len()).sum();
     let (code, r, out) = merged(d);
     assert_eq!(code, 0, "{out}");
     assert_eq!(r["reconciled"], true, "{r:#}");
+    assert_eq!(r["totals"]["read"], lines as u64, "{r:#}");
     assert!(
         r["totals"]["deleted"].as_u64().unwrap() > 0,
         "the incremental round ran: {r:#}"
@@ -300,19 +308,19 @@ async fn export_shards_with_an_incremental_round_and_a_killed_shard_still_match(
 }
 
 /// Data files (.json.gz under a data folder) below `dir`.
-fn walk(dir: &Path) -> usize {
-    let mut n = 0;
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         if p.is_dir() {
-            n += walk(&p);
+            out.extend(walk(&p));
         } else if p.to_string_lossy().ends_with(".json.gz")
             && p.to_string_lossy().contains("/data/")
         {
-            n += 1;
+            out.push(p);
         }
     }
-    n
+    out
 }
 
 /// The flags a piece of a recipe passes to `singletable migrate`.
