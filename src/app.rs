@@ -63,6 +63,19 @@ pub async fn run(command: Command) -> Result<i32> {
             out(&String::from_utf8_lossy(&script));
             Ok(EXIT_OK)
         }
+        Command::Table(a) => {
+            use crate::cli::TableFormat as F;
+            use crate::mapping::table_code::{render, Format};
+            let mapping = load_mapping(&a.mapping)?;
+            let format = match a.format {
+                F::AwsCli => Format::AwsCli,
+                F::Terraform => Format::Terraform,
+                F::Cloudformation => Format::CloudFormation,
+                F::Json => Format::Json,
+            };
+            out(&render(&mapping.table, format));
+            Ok(EXIT_OK)
+        }
         Command::Mapping(crate::cli::MappingCommand::Show) => {
             out(crate::mapping::SHIPPED);
             Ok(EXIT_OK)

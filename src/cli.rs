@@ -96,6 +96,10 @@ pub enum Command {
     /// The built-in mapping.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// The target table as code, from the mapping: AWS CLI commands,
+    /// Terraform, CloudFormation or the API requests as JSON (keys,
+    /// attribute definitions, indexes, billing, TTL, point-in-time recovery).
+    Table(TableArgs),
     /// Print a shell completion script: `singletable completions bash >
     /// /etc/bash_completion.d/singletable` (zsh, fish, elvish, powershell too).
     Completions {
@@ -530,6 +534,28 @@ pub struct PlanArgs {
     pub progress_interval: Duration,
     #[command(flatten)]
     pub shard: ShardArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    /// The form to print.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "aws-cli")]
+    pub format: TableFormat,
+}
+
+/// How `singletable table` prints the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    /// `aws dynamodb create-table ...` and the commands after it.
+    AwsCli,
+    /// An `aws_dynamodb_table` resource.
+    Terraform,
+    /// A template with an `AWS::DynamoDB::Table`.
+    Cloudformation,
+    /// The API requests (CreateTable, UpdateTimeToLive, UpdateContinuousBackups).
+    Json,
 }
 
 #[derive(Debug, Clone, Subcommand)]

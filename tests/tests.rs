@@ -861,6 +861,7 @@ fn every_flag_the_readme_names_exists() {
         "demo",
         "follow",
         "cutover-check",
+        "table",
     ]
     .iter()
     .map(|cmd| {

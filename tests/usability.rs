@@ -429,3 +429,44 @@ async fn verify_of_a_missing_target_gives_verify_s_own_hint() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_printed_aws_cli_commands_create_the_mapping_s_table_in_dynoxide() {
+    let db = Dynoxide::start();
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .args(["table", "--format", "aws-cli"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let script = String::from_utf8(o.stdout).unwrap();
+    // dynoxide has no continuous backups: that last command is checked as
+    // text only.
+    let (runnable, pitr) = script
+        .split_once("aws dynamodb update-continuous-backups")
+        .unwrap();
+    assert!(pitr.contains("PointInTimeRecoveryEnabled=true"), "{script}");
+    let ran = std::process::Command::new("sh")
+        .args(["-ec", runnable])
+        .current_dir(dir.path())
+        .env("AWS_ENDPOINT_URL", &db.endpoint)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("the AWS CLI is installed (pip install awscli; .ci/run does)");
+    assert!(ran.status.success(), "{}", text(&ran));
+    // The table the commands made is the one the mapping describes.
+    let c = client(&db.endpoint).await;
+    let spec = singletable::mapping::Mapping::shipped().table;
+    let made = singletable::sinks::table::ensure(&c, &spec, false, None).await;
+    assert!(matches!(made, Ok(false)), "{made:?}");
+    let ttl = c
+        .describe_time_to_live()
+        .table_name(TARGET)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+}

@@ -7,6 +7,7 @@
 //! an entity to an item is `transform`'s job.
 
 pub mod data_check;
+pub mod table_code;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
@@ -66,6 +67,8 @@ pub struct TableSpec {
     pub ttl_attribute: Option<String>,
     /// The attribute that names an item's entity (`entityType`).
     pub entity_type_attribute: String,
+    /// Point-in-time recovery on the table (`singletable table` prints it).
+    pub point_in_time_recovery: bool,
 }
 
 /// One global secondary index of the target.
@@ -503,6 +506,8 @@ struct TableConfig {
     ttl_attribute: Option<String>,
     #[serde(default = "default_entity_attr")]
     entity_type_attribute: String,
+    #[serde(default)]
+    point_in_time_recovery: bool,
 }
 
 fn default_billing() -> String {
@@ -638,6 +643,7 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
                 billing_mode: t.billing_mode,
                 ttl_attribute: t.ttl_attribute,
                 entity_type_attribute: t.entity_type_attribute,
+                point_in_time_recovery: t.point_in_time_recovery,
             })
         }
     };
