@@ -76,6 +76,29 @@ pub async fn run(command: Command) -> Result<i32> {
             out(&render(&mapping.table, format));
             Ok(EXIT_OK)
         }
+        Command::IamPolicy(a) => {
+            use crate::cli::PolicyJob as J;
+            use crate::mapping::iam::{policy, Job, PolicyOptions};
+            let mapping = load_mapping(&a.mapping)?;
+            let job = match a.job {
+                J::Migrate => Job::Migrate,
+                J::Verify => Job::Verify,
+                J::Plan => Job::Plan,
+                J::Follow => Job::Follow,
+            };
+            let opts = PolicyOptions {
+                job,
+                region: a.region.clone(),
+                account: a.account.clone(),
+                create_table: a.create_table,
+                exports: a.exports.clone(),
+            };
+            out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&policy(&mapping, &opts))?
+            ));
+            Ok(EXIT_OK)
+        }
         Command::Mapping(crate::cli::MappingCommand::Show) => {
             out(crate::mapping::SHIPPED);
             Ok(EXIT_OK)

@@ -100,6 +100,10 @@ pub enum Command {
     /// Terraform, CloudFormation or the API requests as JSON (keys,
     /// attribute definitions, indexes, billing, TTL, point-in-time recovery).
     Table(TableArgs),
+    /// The least-privilege IAM policy of a job: exactly the DynamoDB actions
+    /// it calls, on the mapping's legacy tables (and their streams), the
+    /// target, and the S3 exports given.
+    IamPolicy(IamPolicyArgs),
     /// Print a shell completion script: `singletable completions bash >
     /// /etc/bash_completion.d/singletable` (zsh, fish, elvish, powershell too).
     Completions {
@@ -543,6 +547,37 @@ pub struct TableArgs {
     /// The form to print.
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "aws-cli")]
     pub format: TableFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IamPolicyArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    /// The job the policy is for.
+    #[arg(long, value_enum, value_name = "JOB")]
+    pub job: PolicyJob,
+    /// The region in the ARNs (default: any).
+    #[arg(long, value_name = "REGION", default_value = "*")]
+    pub region: String,
+    /// The account in the ARNs (default: any).
+    #[arg(long, value_name = "ID", default_value = "*")]
+    pub account: String,
+    /// The job creates the target (`migrate --create-table`).
+    #[arg(long)]
+    pub create_table: bool,
+    /// An export location the job reads (s3://bucket/prefix/), repeatable;
+    /// `migrate` and `plan` then scan no legacy table.
+    #[arg(long = "export", value_name = "S3-LOCATION")]
+    pub exports: Vec<String>,
+}
+
+/// The jobs `iam-policy` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyJob {
+    Migrate,
+    Verify,
+    Plan,
+    Follow,
 }
 
 /// How `singletable table` prints the table.

@@ -400,6 +400,8 @@ pub struct Faults {
     pub stream_errors_served: usize,
     /// Every Scan call forwarded or failed.
     pub scans: Vec<ScanCall>,
+    /// The X-Amz-Target of every DynamoDB (and Streams) call, in order.
+    pub targets: Vec<String>,
     /// Never answer BatchWriteItem calls.
     pub hang: bool,
     /// Wait up to this many milliseconds (at random) before forwarding a
@@ -667,6 +669,9 @@ fn serve_connection(
     let mut up_w = up;
     while let Some(mut req) = read_message(&mut client_r)? {
         let target = header(&req, "x-amz-target").unwrap_or_default().to_string();
+        if !target.is_empty() {
+            faults.lock().unwrap().targets.push(target.clone());
+        }
         let mut held_back: Option<(String, Vec<serde_json::Value>)> = None;
         if target.ends_with("BatchWriteItem") {
             match judge_batch(&mut req, calls, faults) {

@@ -862,6 +862,7 @@ fn every_flag_the_readme_names_exists() {
         "follow",
         "cutover-check",
         "table",
+        "iam-policy",
     ]
     .iter()
     .map(|cmd| {

@@ -470,3 +470,73 @@ async fn the_printed_aws_cli_commands_create_the_mapping_s_table_in_dynoxide() {
     let ttl = ttl.time_to_live_description().unwrap();
     assert_eq!(ttl.attribute_name(), Some("ttl"));
 }
+
+/// The IAM actions behind the calls the proxy saw (`DynamoDB_20120810.Scan`
+/// is `dynamodb:Scan`; Streams calls are `dynamodb:` actions too).
+fn actions_called(proxy: &Proxy) -> std::collections::BTreeSet<String> {
+    let mut f = proxy.faults.lock().unwrap();
+    let seen = std::mem::take(&mut f.targets);
+    seen.iter()
+        .filter_map(|t| t.split_once('.').map(|(_, op)| format!("dynamodb:{op}")))
+        .collect()
+}
+
+/// The actions a printed policy allows.
+fn actions_allowed(words: &[&str]) -> std::collections::BTreeSet<String> {
+    let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .args([&["iam-policy", "--mapping", &m()][..], words].concat())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    p["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_job_calls_exactly_the_actions_its_printed_policy_allows() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    load_legacy(&c, 300, 8, 0.0).await;
+    singletable::demo::enable_streams(&c, "NEW_AND_OLD_IMAGES")
+        .await
+        .unwrap();
+    let proxy = Proxy::start(&db.endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let from = chrono::Utc::now().to_rfc3339();
+    let jobs: [(&str, Vec<&str>, Vec<&str>); 4] = [
+        ("migrate", vec!["--create-table"], vec!["--create-table"]),
+        ("plan", vec![], vec![]),
+        ("verify", vec![], vec![]),
+        ("follow", vec!["--until-caught-up", "--from", &from], vec![]),
+    ];
+    for (job, run, policy) in jobs {
+        if job == "follow" {
+            // A change to follow, so that the follow writes.
+            let user = [
+                ("userId".to_string(), s("u-iam")),
+                ("email".to_string(), s("iam@example.com")),
+                ("createdAt".to_string(), s("2024-01-15T10:00:00Z")),
+                ("lastActiveAt".to_string(), s("2024-01-15T10:00:00Z")),
+            ];
+            let put = c.put_item().table_name("ai-girlfriend-users");
+            put.set_item(Some(user.into())).send().await.unwrap();
+        }
+        actions_called(&proxy);
+        let o = singletable(
+            d,
+            &proxy.endpoint,
+            &[&[job, "--mapping", &m()][..], &run].concat(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{job}: {}", text(&o));
+        let called = actions_called(&proxy);
+        let allowed = actions_allowed(&[&["--job", job][..], &policy].concat());
+        assert_eq!(called, allowed, "{job}: the calls made, the policy printed");
+    }
+}

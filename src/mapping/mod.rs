@@ -7,6 +7,7 @@
 //! an entity to an item is `transform`'s job.
 
 pub mod data_check;
+pub mod iam;
 pub mod table_code;
 pub mod template;
 
