@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 scale=${1:-20000} backlog=${BACKLOG:-20000} rate=${RATE:-400} steady=${STEADY:-30} maxlag=${MAXLAG:-5s}
 out=$(mktemp -d); echo "work folder: $out"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
+trap 'kill -INT "${pids[@]}" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
 cargo build --release --quiet --bin singletable --example churn
 bin=target/release/singletable churn=target/release/examples/churn
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1

@@ -930,7 +930,7 @@ async fn demo(a: &DemoArgs) -> Result<i32> {
     let result = demo_steps((&client, &streams), &mapping, a).await;
     if a.serve && result.is_ok() {
         eprintln!(
-            "\nserving {ep} until Ctrl-C. Try the seed's own commands, for example:\n  \
+            "\nserving {ep} until Ctrl-C (or SIGTERM). Try the seed's own commands, for example:\n  \
              AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws dynamodb get-item --endpoint-url {ep} --region us-east-1 \\\n    \
              --table-name {t} --key '{{\"pk\": {{\"S\": \"USER#user123\"}}, \"sk\": {{\"S\": \"METADATA\"}}}}'\n  \
              AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws dynamodb query --endpoint-url {ep} --region us-east-1 \\\n    \
@@ -939,7 +939,8 @@ async fn demo(a: &DemoArgs) -> Result<i32> {
             ep = server.endpoint,
             t = mapping.table.name
         );
-        let _ = tokio::signal::ctrl_c().await;
+        // Ctrl-C, SIGTERM or SIGHUP (a run before registered handlers for all three).
+        let _ = crate::pipeline::next_signal().await;
     }
     server.stop().await;
     result

@@ -812,7 +812,8 @@ pub struct DemoArgs {
     /// shown, and cutover-check gives its GO or NO-GO.
     #[arg(long)]
     pub follow: bool,
-    /// Keep serving the embedded DynamoDB afterwards, until Ctrl-C.
+    /// Keep serving the embedded DynamoDB afterwards, until Ctrl-C (or
+    /// SIGTERM, SIGHUP).
     #[arg(long)]
     pub serve: bool,
     /// Port of the embedded DynamoDB (default: a free one; 8000 with --serve).

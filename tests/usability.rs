@@ -540,3 +540,32 @@ async fn each_job_calls_exactly_the_actions_its_printed_policy_allows() {
         assert_eq!(called, allowed, "{job}: the calls made, the policy printed");
     }
 }
+
+#[test]
+fn demo_serve_stops_on_sigterm_as_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_singletable"))
+        .current_dir(dir.path())
+        .args([
+            "demo", "--serve", "--port", "0", "--scale", "200", "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the line that says it serves (after the demo's own run,
+    // which registered its signal handlers).
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "the demo ended before serving");
+        if line.starts_with("serving") {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = finish_within(child, 30);
+    assert_eq!(o.status.code(), Some(0), "stopped by SIGTERM, cleanly");
+}
