@@ -182,6 +182,7 @@ impl Progress {
     }
 
     fn draw(&self, all: u64, per: &[u64]) {
+        let lags = self.lags();
         for (i, (t, &n)) in self.tables.iter().zip(per).enumerate() {
             // The counts are approximate: let a bar grow rather than stall at 100%.
             let read = t.read.load(Ordering::Relaxed);
@@ -189,7 +190,7 @@ impl Progress {
                 t.bar.set_length(read.max(n));
             }
             t.bar.set_position(n);
-            t.bar.set_message(self.table_note(i, t));
+            t.bar.set_message(table_note(t, lags.get(i)));
         }
         let read: u64 = self
             .tables
@@ -208,15 +209,19 @@ impl Progress {
         *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = Some(lines);
     }
 
-    /// The lag of table `i`, when the run follows streams.
-    fn lag_of(&self, i: usize) -> Option<String> {
+    /// Each table's lag, when the run follows streams (one computation a
+    /// redraw, for every table).
+    fn lags(&self) -> Vec<String> {
         let lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-        let line = lag.as_ref()?().into_iter().nth(i)?;
-        // The table's name leads the line; the bar has it already.
-        Some(
-            line.split_once(' ')
-                .map_or(line.clone(), |(_, rest)| rest.trim().to_string()),
-        )
+        let lines = lag.as_ref().map(|f| f()).unwrap_or_default();
+        // The table's name leads a line; the bar has it already.
+        lines
+            .into_iter()
+            .map(|l| {
+                l.split_once(' ')
+                    .map_or(l.clone(), |(_, rest)| rest.trim().to_string())
+            })
+            .collect()
     }
 
     /// From now on the run only finishes what it read: say what is left.
@@ -265,18 +270,6 @@ impl Progress {
         )
     }
 
-    fn table_note(&self, i: usize, t: &Table) -> String {
-        let mut note = format!("read {}", t.read.load(Ordering::Relaxed));
-        if let Some(lag) = self.lag_of(i) {
-            note.push_str(&format!("; {lag}"));
-        }
-        if t.files > 0 {
-            let done = t.files_done.load(Ordering::Relaxed);
-            note.push_str(&format!(", files {done}/{}", t.files));
-        }
-        note
-    }
-
     /// The line printed without a terminal.
     fn line(&self, all: u64, per: &[u64], rate: f64) -> String {
         let expected: u64 = self.tables.iter().map(|t| t.expected).sum();
@@ -297,16 +290,14 @@ impl Progress {
             (true, true) => format!(", eta {} s", ((expected - all) as f64 / rate).round()),
             _ => String::new(),
         };
+        let lags = self.lags();
         let tables: Vec<String> = self
             .tables
             .iter()
             .zip(per)
             .enumerate()
             .map(|(i, (t, n))| {
-                let lag = self
-                    .lag_of(i)
-                    .map(|l| format!(" ({l})"))
-                    .unwrap_or_default();
+                let lag = lags.get(i).map(|l| format!(" ({l})")).unwrap_or_default();
                 format!("{} {n}/{}{lag}", t.name, t.read.load(Ordering::Relaxed))
             })
             .collect();
@@ -361,6 +352,19 @@ impl Progress {
             self.total.abandon();
         }
     }
+}
+
+/// A table's bar message: records read, its lag, its files.
+fn table_note(t: &Table, lag: Option<&String>) -> String {
+    let mut note = format!("read {}", t.read.load(Ordering::Relaxed));
+    if let Some(lag) = lag {
+        note.push_str(&format!("; {lag}"));
+    }
+    if t.files > 0 {
+        let done = t.files_done.load(Ordering::Relaxed);
+        note.push_str(&format!(", files {done}/{}", t.files));
+    }
+    note
 }
 
 #[cfg(test)]

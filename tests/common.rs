@@ -785,6 +785,27 @@ pub fn singletable_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Outpu
     cmd.output().expect("run singletable")
 }
 
+/// Starts the real binary in `dir` with `words` (test credentials, no
+/// progress, its output piped) and `env` set; a scheduler's shard index
+/// is never inherited.
+pub fn spawn_singletable(dir: &Path, words: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_singletable"));
+    cmd.current_dir(dir)
+        .args(words)
+        .args(["--region", "us-east-1", "--quiet"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
 /// Waits for a child for at most `secs` seconds: a run that never ends
 /// fails the test (with what it printed) instead of hanging the suite.
 pub fn finish_within(mut child: Child, secs: u64) -> Output {

@@ -3,7 +3,7 @@
 //! real SDK; a follow killed and resumed; streams that cannot be followed.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -59,18 +59,9 @@ async fn application(
 }
 
 fn spawn(dir: &Path, endpoint: &str, words: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_singletable"))
-        .current_dir(dir)
-        .args(words)
-        .args(["--mapping", &m(), "--endpoint-url", endpoint])
-        .args(["--region", "us-east-1", "--quiet"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let mapping = m();
+    let more = ["--mapping", &mapping, "--endpoint-url", endpoint];
+    spawn_singletable(dir, &[words, &more].concat(), &[])
 }
 
 /// Waits for a child for at most two minutes (a follow that never catches

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -28,21 +28,9 @@ const RUN: &str = "--create-table --report run.json --dead-letter dead.jsonl --w
                    --page-size 50 --segments 2 --max-in-flight 4 --state-interval 100ms";
 
 fn spawn_migrate(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_singletable"));
-    cmd.current_dir(dir)
-        .args(["migrate", "--mapping", &m()])
-        .args(args(RUN))
-        .args(extra)
-        .args(["--region", "us-east-1", "--quiet"])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
+    let mapping = m();
+    let words = [&["migrate", "--mapping", &mapping][..], &args(RUN), extra].concat();
+    spawn_singletable(dir, &words, env)
 }
 
 /// Kills attempts with SIGKILL at `kills` random points (and on, up to

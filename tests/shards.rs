@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -12,31 +12,20 @@ use crate::common::*;
 /// Starts `migrate` as one of three shards: `shard` is `I/3` (`--shard`),
 /// or `VARIABLE=I` (`--shards 3`, the index from a scheduler's variable).
 fn spawn_shard(dir: &Path, endpoint: &str, shard: &str, extra: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_singletable"));
-    cmd.current_dir(dir)
-        .args(["migrate", "--mapping", &m(), "--create-table"])
-        .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX");
+    let mapping = m();
+    let mut words = vec!["migrate", "--mapping", &mapping, "--create-table"];
+    let mut env = Vec::new();
     match shard.split_once('=') {
-        Some((variable, index)) => cmd.args(["--shards", "3"]).env(variable, index),
-        None => cmd.args(["--shard", shard]),
-    };
-    cmd.args(["--report", "run.json", "--state-interval", "100ms"])
-        .args(extra)
-        .args([
-            "--endpoint-url",
-            endpoint,
-            "--region",
-            "us-east-1",
-            "--quiet",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        Some(variable_index) => {
+            words.extend(["--shards", "3"]);
+            env.push(variable_index);
+        }
+        None => words.extend(["--shard", shard]),
+    }
+    words.extend(["--report", "run.json", "--state-interval", "100ms"]);
+    words.extend(extra);
+    words.extend(["--endpoint-url", endpoint]);
+    spawn_singletable(dir, &words, &env)
 }
 
 /// Waits for a shard (at most three minutes); asserts it exited 0.

@@ -144,6 +144,8 @@ pub enum StateError {
     },
     #[error("state file {path} cannot be read: {message}; pass --fresh to start over (it is replaced), or --state with another path")]
     Unreadable { path: PathBuf, message: String },
+    #[error("state file {path}: {message}")]
+    Refused { path: PathBuf, message: String },
     #[error("state file {path}: no earlier run to resume; run without --resume")]
     NothingToResume { path: PathBuf },
     #[error("state file {path}: a previous run {how} at {percent}% (saved {saved_at}); pass --resume to continue it, or --fresh to start over")]

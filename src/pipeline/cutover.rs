@@ -116,7 +116,7 @@ pub async fn check(
 fn started_follow<'a>(path: &Path, state: &'a State) -> Result<&'a FollowState, PipelineError> {
     match &state.follow {
         Some(f) if f.started_at.is_some() => Ok(f),
-        _ => Err(StateError::Unreadable {
+        _ => Err(StateError::Refused {
             path: path.to_path_buf(),
             message: "no follow has run on it: run singletable follow --until-caught-up (or migrate --then-follow) first".into(),
         }

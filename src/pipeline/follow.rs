@@ -119,7 +119,7 @@ struct Begun {
 
 /// Why a follow cannot start from a state.
 fn refuse(path: &Path, message: String) -> PipelineError {
-    StateError::Unreadable {
+    StateError::Refused {
         path: path.to_path_buf(),
         message,
     }

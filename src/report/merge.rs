@@ -23,12 +23,17 @@ pub enum MergeError {
 
 /// Reads a run report written with `--report`.
 pub fn read(path: &Path) -> Result<RunReport, MergeError> {
+    read_json(path, "a run report")
+}
+
+/// Reads a JSON file a shard wrote (`what` names it in the error).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, MergeError> {
     let err = |message: String| MergeError::Read {
         path: path.display().to_string(),
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| err(format!("not a run report: {e}")))
+    serde_json::from_str(&text).map_err(|e| err(format!("not {what}: {e}")))
 }
 
 /// The shards' reports, checked to be every shard of one run, as one.
@@ -66,7 +71,7 @@ fn finish(merged: &mut RunReport, reports: &[(String, RunReport)]) {
     let mut totals = merged
         .entities
         .iter()
-        .fold(zeroed(merged.totals.clone()), |mut t, e| {
+        .fold(super::EntityReport::totals(), |mut t, e| {
             t.add(e);
             t
         });
@@ -91,67 +96,18 @@ fn finish(merged: &mut RunReport, reports: &[(String, RunReport)]) {
     merged.judge(failed, Allowance::Count(merged.allowed_dead_letters));
 }
 
-/// An entity line with every count at zero, reconciled.
-fn zeroed(mut e: super::EntityReport) -> super::EntityReport {
-    e.read = 0;
-    e.transformed = 0;
-    e.written = 0;
-    e.overwritten = 0;
-    e.filtered = 0;
-    e.dead_lettered = 0;
-    e.not_written = 0;
-    e.deleted = 0;
-    e.stale_keys_deleted = 0;
-    e.stale_key_deletes_dead_lettered = 0;
-    e.retries = 0;
-    e.throttles = 0;
-    e.write_units_consumed = 0.0;
-    e.write_units_estimated = 0;
-    e.repeated_keys_in_batch = 0;
-    e.read_seconds = 0.0;
-    e.reconciled = true;
-    e
-}
-
 /// Every report is a shard of the same count, each index once, none missing.
 fn check_shards(reports: &[(String, RunReport)]) -> Result<(), MergeError> {
-    let mut seen: Vec<Option<&str>> = Vec::new();
-    let count = reports[0].1.shard.map(|s| s.1);
+    let mut set = Vec::new();
     for (name, r) in reports {
-        let Some((index, n)) = r.shard else {
+        let Some(shard) = r.shard else {
             return Err(MergeError::Mismatch(format!(
                 "{name} is not a shard's report (it was not run with --shard)"
             )));
         };
-        if Some(n) != count {
-            return Err(MergeError::Mismatch(format!(
-                "{name} is shard {index} of {n}, but {} is of {}",
-                reports[0].0,
-                count.unwrap_or_default()
-            )));
-        }
-        seen.resize(n as usize, None);
-        if let Some(Some(other)) = seen.get(index as usize) {
-            return Err(MergeError::Mismatch(format!(
-                "{name} and {other} are both shard {index} of {n}"
-            )));
-        }
-        seen[index as usize] = Some(name);
+        set.push((name.as_str(), shard));
     }
-    let missing: Vec<String> = seen
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_none())
-        .map(|(i, _)| i.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(MergeError::Mismatch(format!(
-            "shard(s) {} of {} missing: a merged report covers every shard",
-            missing.join(", "),
-            count.unwrap_or_default()
-        )));
-    }
-    Ok(())
+    crate::sources::Shard::complete(&set).map_err(MergeError::Mismatch)
 }
 
 fn same_run(a_name: &str, a: &RunReport, b_name: &str, b: &RunReport) -> Result<(), MergeError> {

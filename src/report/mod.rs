@@ -219,7 +219,7 @@ impl RunStats {
 }
 
 /// One entity's line in the run report.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EntityReport {
     pub entity: String,
     pub source_table: String,
@@ -254,6 +254,15 @@ pub struct EntityReport {
 }
 
 impl EntityReport {
+    /// The TOTAL line before anything is added to it.
+    pub fn totals() -> EntityReport {
+        EntityReport {
+            entity: "TOTAL".into(),
+            reconciled: true,
+            ..EntityReport::default()
+        }
+    }
+
     /// Adds another's counts (of another entity for totals, or of the same
     /// entity in another shard); reconciled only if both are.
     pub fn add(&mut self, o: &EntityReport) {
@@ -497,28 +506,7 @@ impl RunReport {
                 }
             })
             .collect();
-        let mut totals = EntityReport {
-            entity: "TOTAL".into(),
-            source_table: String::new(),
-            read: 0,
-            transformed: 0,
-            written: 0,
-            overwritten: 0,
-            filtered: 0,
-            dead_lettered: 0,
-            not_written: 0,
-            deleted: 0,
-            stale_keys_deleted: 0,
-            stale_key_deletes_dead_lettered: 0,
-            retries: 0,
-            throttles: 0,
-            write_units_consumed: 0.0,
-            write_units_estimated: 0,
-            repeated_keys_in_batch: 0,
-            read_seconds: 0.0,
-            reconciled: true,
-            not_migrated_reasons: BTreeMap::new(),
-        };
+        let mut totals = EntityReport::totals();
         for e in &entities {
             totals.add(e);
         }

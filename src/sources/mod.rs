@@ -504,6 +504,40 @@ impl Shard {
         format!("shard {} of {}", self.index, self.count)
     }
 
+    /// Checks that `set` (a name and its (index, count) per file) holds
+    /// every shard of one count, each once: what a merge needs.
+    pub fn complete(set: &[(&str, (u32, u32))]) -> Result<(), String> {
+        let Some((first, (_, count))) = set.first() else {
+            return Err("nothing to merge".into());
+        };
+        let mut seen: Vec<Option<&str>> = vec![None; *count as usize];
+        for (name, (index, n)) in set {
+            if n != count {
+                return Err(format!(
+                    "{name} is shard {index} of {n}, but {first} is of {count}"
+                ));
+            }
+            match seen.get_mut(*index as usize) {
+                Some(Some(other)) => {
+                    return Err(format!("{name} and {other} are both shard {index} of {n}"))
+                }
+                Some(slot) => *slot = Some(name),
+                None => return Err(format!("{name}: shard {index} of {n} is out of range")),
+            }
+        }
+        let missing: Vec<String> = (0..seen.len())
+            .filter(|i| seen[*i].is_none())
+            .map(|i| i.to_string())
+            .collect();
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "shard(s) {} of {count} missing: a merge covers every shard",
+                missing.join(", ")
+            )),
+        }
+    }
+
     /// A table's Scan segments, rounded up to a multiple of the shards so
     /// each shard has the same number.
     pub fn segments(&self, total: u32) -> u32 {

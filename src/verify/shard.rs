@@ -130,23 +130,11 @@ fn buckets(d: &full::Digests, entity: usize) -> Buckets {
     out
 }
 
-/// Why shard digests cannot be merged.
-#[derive(Debug, thiserror::Error)]
-pub enum MergeError {
-    #[error("{path}: {message}")]
-    Read { path: String, message: String },
-    #[error("{0}")]
-    Mismatch(String),
-}
+pub use crate::report::merge::MergeError;
 
 /// Reads a shard's digests (`verify --full --shard I/N --report PATH`).
 pub fn read(path: &std::path::Path) -> Result<ShardDigests, MergeError> {
-    let err = |message: String| MergeError::Read {
-        path: path.display().to_string(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| err(format!("not a shard's digests: {e}")))
+    crate::report::merge::read_json(path, "a shard's digests")
 }
 
 /// Every shard's digests, added up, judged as one full verification.
@@ -154,42 +142,18 @@ pub fn merge(shards: &[(String, ShardDigests)]) -> Result<VerifyReport, MergeErr
     let (first_name, first) = shards
         .first()
         .ok_or_else(|| MergeError::Mismatch("no digests to merge".into()))?;
-    let count = first.shard.1;
-    let mut seen = vec![None; count as usize];
     for (name, s) in shards {
-        if (s.mapping_md5.as_str(), s.target_table.as_str(), s.shard.1)
-            != (
-                first.mapping_md5.as_str(),
-                first.target_table.as_str(),
-                count,
-            )
+        if (s.mapping_md5.as_str(), s.target_table.as_str())
+            != (first.mapping_md5.as_str(), first.target_table.as_str())
             || s.entities.len() != first.entities.len()
         {
             return Err(MergeError::Mismatch(format!(
-                "{name} and {first_name} are not shards of one verification (mapping, target or shard count differ)"
+                "{name} and {first_name} are not shards of one verification (mapping or target differ)"
             )));
         }
-        match seen.get_mut(s.shard.0 as usize) {
-            Some(Some(other)) => {
-                return Err(MergeError::Mismatch(format!(
-                    "{name} and {other} are both shard {} of {count}",
-                    s.shard.0
-                )))
-            }
-            Some(slot) => *slot = Some(name.clone()),
-            None => return Err(MergeError::Mismatch(format!("{name}: shard out of range"))),
-        }
     }
-    let missing: Vec<String> = (0..count as usize)
-        .filter(|i| seen[*i].is_none())
-        .map(|i| i.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(MergeError::Mismatch(format!(
-            "shard(s) {} of {count} missing: the digests of every shard make the whole table",
-            missing.join(", ")
-        )));
-    }
+    let set: Vec<(&str, (u32, u32))> = shards.iter().map(|(n, s)| (n.as_str(), s.shard)).collect();
+    crate::sources::Shard::complete(&set).map_err(MergeError::Mismatch)?;
     Ok(judge(shards))
 }
 
