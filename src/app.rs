@@ -720,6 +720,9 @@ async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
         ));
         return Ok(EXIT_OK);
     }
+    if a.access_patterns {
+        return verify_patterns(&client, &store(s3, &a.sources), &mapping, &opts, a).await;
+    }
     run_verify(
         &client,
         &store(s3, &a.sources),
@@ -734,6 +737,38 @@ async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
         ),
     )
     .await
+}
+
+/// `verify --access-patterns`: exit 0 when every pattern answered as the
+/// source implies, 1 when one did not.
+async fn verify_patterns(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    opts: &VerifyOptions,
+    a: &VerifyArgs,
+) -> Result<i32> {
+    if mapping.patterns.is_empty() {
+        anyhow::bail!(
+            "{}: the mapping declares no access patterns; add [[access_pattern]] entries (see the shipped mapping: singletable mapping show)",
+            mapping.origin.display()
+        );
+    }
+    let popts = verify::patterns::PatternOptions {
+        partitions: a.pattern_sample as usize,
+        items: a.pattern_items as usize,
+        seed: a.seed,
+    };
+    let r = verify::access_patterns(client, store, mapping, opts, popts).await?;
+    if let Some(path) = &a.report {
+        write_json(path, &r).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if a.json {
+        out(&serde_json::to_string_pretty(&r)?);
+    } else {
+        out(&r.render());
+    }
+    Ok(if r.differs() { EXIT_DIFFERS } else { EXIT_OK })
 }
 
 /// `verify merge`: the verdict of a sharded full verification.

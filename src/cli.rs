@@ -700,6 +700,20 @@ pub struct VerifyArgs {
     /// Seed of the sample: the same seed picks the same items.
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "full")]
     pub seed: u64,
+    /// Run the mapping's access patterns (`[[access_pattern]]`: the
+    /// application's queries) against the target, each for a sample of
+    /// values from the source, and check every answer holds exactly the
+    /// items the source implies, in the declared order. Exit 1 when one
+    /// differs.
+    #[arg(long, conflicts_with_all = ["full", "sample_rate", "shard"])]
+    pub access_patterns: bool,
+    /// With --access-patterns: partition values queried per pattern.
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "access_patterns", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pattern_sample: u32,
+    /// With --access-patterns: items compared per partition value, its
+    /// first in the declared order.
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "access_patterns", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pattern_items: u32,
     /// Write the verification report here (JSON), and a Markdown copy beside
     /// it (the same name ending in .md).
     #[arg(long, value_name = "PATH")]

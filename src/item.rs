@@ -220,6 +220,29 @@ impl Decimal {
         Ok(d)
     }
 
+    /// Numeric order (DynamoDB's order of N sort keys).
+    pub fn cmp_value(&self, other: &Decimal) -> std::cmp::Ordering {
+        // -1, 0 or 1; then magnitude (the leading digit's power), then digits.
+        let sign = |d: &Decimal| match (d.digits.is_empty(), d.negative) {
+            (true, _) => 0,
+            (false, true) => -1,
+            (false, false) => 1,
+        };
+        let (a, b) = (sign(self), sign(other));
+        if a != b || a == 0 {
+            return a.cmp(&b);
+        }
+        let lead = |d: &Decimal| d.exponent + d.digits.len() as i64;
+        let magnitude = lead(self)
+            .cmp(&lead(other))
+            .then_with(|| self.digits.as_bytes().cmp(other.digits.as_bytes()));
+        if a < 0 {
+            magnitude.reverse()
+        } else {
+            magnitude
+        }
+    }
+
     /// The canonical text: `150`, `-0.25`, `0`; the same text for equal numbers.
     pub fn canonical(&self) -> String {
         if self.digits.is_empty() {
@@ -582,6 +605,22 @@ pub(crate) mod tests {
 
     fn s(x: &str) -> AttributeValue {
         AttributeValue::S(x.into())
+    }
+
+    #[test]
+    fn numbers_order_by_value() {
+        let mut v = [
+            "10", "-2.5", "0", "9.99", "1e2", "-30", "0.001", "100.0", "-0",
+        ];
+        v.sort_by(|a, b| {
+            Decimal::parse(a)
+                .unwrap()
+                .cmp_value(&Decimal::parse(b).unwrap())
+        });
+        assert_eq!(
+            v,
+            ["-30", "-2.5", "0", "-0", "0.001", "9.99", "10", "1e2", "100.0"]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::item::{self, Decimal, Item, MAX_ITEM_BYTES};
 use crate::mapping::template::RenderError;
-use crate::mapping::{Entity, SkipCondition, TableSpec, ValueType};
+use crate::mapping::{Entity, KeyType, SkipCondition, TableSpec, ValueType};
 
 /// What becomes of one source item.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +64,11 @@ pub enum Owned {
 /// made of the source's own attributes, moved, not copied. A rejected
 /// item's source comes back as it was, for its dead letter.
 pub fn transform_owned(entity: &Entity, table: &TableSpec, source: Item) -> Owned {
+    if let Some(when) = &entity.when {
+        if !when.matches(&source) {
+            return Owned::Filtered(format!("only {when}"));
+        }
+    }
     for rule in &entity.skip {
         let hit = match &rule.condition {
             SkipCondition::Missing => !source.contains_key(&rule.attribute),
@@ -181,7 +186,7 @@ fn build<'a>(
         }
     }
     // Every template renders from the source before anything moves.
-    let rendered = match render_all(entity, &src) {
+    let rendered = match render_all(entity, table, &src) {
         Ok(r) => r,
         Err(r) => return Err((r, src)),
     };
@@ -217,13 +222,10 @@ fn build<'a>(
             }
         }
     }
-    let previous = out.insert(
-        table.entity_type_attribute.clone(),
-        AttributeValue::S(entity.entity_type.clone()),
-    );
-    journal
-        .moves
-        .push(Move::Set(&table.entity_type_attribute, previous));
+    if let Some(attr) = &table.entity_type_attribute {
+        let previous = out.insert(attr.clone(), AttributeValue::S(entity.entity_type.clone()));
+        journal.moves.push(Move::Set(attr, previous));
+    }
     Ok(out)
 }
 
@@ -232,14 +234,12 @@ fn build<'a>(
 /// first, so a rejection names the key a reader looks at first.
 fn render_all<'a>(
     entity: &'a Entity,
+    table: &TableSpec,
     src: &Item,
 ) -> Result<Vec<(&'a str, Option<AttributeValue>)>, Rejection> {
     let mut keys = Vec::with_capacity(entity.keys.len());
     for (name, t) in &entity.keys {
-        let text = t
-            .render(src)
-            .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
-        keys.push((name.as_str(), Some(AttributeValue::S(text))));
+        keys.push((name.as_str(), Some(render_key(table, name, t, src)?)));
     }
     let mut out = Vec::with_capacity(entity.set.len() + keys.len());
     for c in &entity.set {
@@ -284,12 +284,45 @@ pub fn target_key(entity: &Entity, table: &TableSpec, source: &Item) -> Result<I
             .iter()
             .find(|(k, _)| k == name)
             .ok_or_else(|| Rejection::new(name, "the mapping has no template for this key"))?;
-        let text = t
-            .render(source)
-            .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
-        key.insert(name.to_string(), AttributeValue::S(text));
+        key.insert(name.to_string(), render_key(table, name, t, source)?);
     }
     Ok(key)
+}
+
+/// One key attribute's value, of the type the table declares: S is the
+/// rendered text; N the text, which must be a number; B the bytes of a
+/// B attribute the template copies whole (`{id}`), else the text's bytes.
+fn render_key(
+    table: &TableSpec,
+    name: &str,
+    t: &crate::mapping::Template,
+    src: &Item,
+) -> Result<AttributeValue, Rejection> {
+    let ty = table.key_type(name);
+    if ty == KeyType::B {
+        if let Some(AttributeValue::B(b)) = t.bare_attribute().and_then(|a| src.get(a)) {
+            return Ok(AttributeValue::B(b.clone()));
+        }
+    }
+    let text = t
+        .render(src)
+        .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
+    Ok(match ty {
+        KeyType::S => AttributeValue::S(text),
+        KeyType::B => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(text)),
+        KeyType::N => {
+            Decimal::check_dynamodb(&text).map_err(|e| {
+                Rejection::new(
+                    name,
+                    format!(
+                        "template {:?} gave {e}; the table declares {name} N",
+                        t.source()
+                    ),
+                )
+            })?;
+            AttributeValue::N(text.trim().to_string())
+        }
+    })
 }
 
 /// Checks a target item against DynamoDB's rules for the target table.
@@ -302,19 +335,24 @@ pub fn validate(item: &Item, table: &TableSpec) -> Result<(), Rejection> {
             }
             continue; // sparse index: the item is simply not in it
         };
-        // The target's key attributes are all declared S (see `sinks::table`).
-        let AttributeValue::S(text) = v else {
-            return Err(Rejection::new(
-                name,
-                format!(
-                    "key attribute is {}; the table declares it S",
-                    item::type_name(v)
-                ),
-            ));
+        let declared = table.key_type(name);
+        let len = match (declared, v) {
+            (KeyType::S, AttributeValue::S(text)) => text.len(),
+            (KeyType::B, AttributeValue::B(b)) => b.as_ref().len(),
+            (KeyType::N, AttributeValue::N(_)) => continue,
+            _ => {
+                return Err(Rejection::new(
+                    name,
+                    format!(
+                        "key attribute is {}; the table declares it {}",
+                        item::type_name(v),
+                        declared.as_str()
+                    ),
+                ))
+            }
         };
-        let len = text.len();
         if len == 0 {
-            return Err(Rejection::new(name, "key attribute is an empty string"));
+            return Err(Rejection::new(name, "key attribute is empty"));
         }
         if len > limit {
             return Err(Rejection::new(
@@ -463,6 +501,44 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_copy_keeps_typed_keys_and_adds_nothing() {
+        use aws_sdk_dynamodb::primitives::Blob;
+        let text = r#"
+[table]
+name = "t"
+partition_key = { name = "id", type = "N" }
+sort_key = { name = "bin", type = "B" }
+[[entity]]
+name = "x"
+source = "s"
+source_key = ["id", "bin"]
+when = { attribute = "kind", present = true }
+[entity.keys]
+id = "{id}"
+bin = "{bin}"
+"#;
+        let m = Mapping::from_str(Path::new("t.toml"), text).unwrap();
+        let e = &m.entities[0];
+        let b = AttributeValue::B(Blob::new(vec![0u8, 255, 7]));
+        let src = item(&[("id", n("42")), ("bin", b.clone()), ("kind", s("k"))]);
+        assert_eq!(transform(e, &m.table, &src), Outcome::Put(src.clone()));
+        let o = transform(e, &m.table, &item(&[("id", n("42")), ("bin", b.clone())]));
+        assert_eq!(o, Outcome::Filtered("only when kind is present".into()));
+        // An S where the table declares N: a rejection naming the key.
+        let bad = item(&[("id", s("forty")), ("bin", b), ("kind", s("k"))]);
+        let Outcome::Reject(r) = transform(e, &m.table, &bad) else {
+            panic!("a non-number N key is written")
+        };
+        assert!(r.field == "id" && r.reason.contains("declares id N"), "{r}");
+        // A key rendered from text into B takes the text's bytes.
+        let text_key = item(&[("id", n("1")), ("bin", s("ab")), ("kind", s("k"))]);
+        let Outcome::Put(out) = transform(e, &m.table, &text_key) else {
+            panic!("not put")
+        };
+        assert_eq!(out["bin"], AttributeValue::B(Blob::new(b"ab".to_vec())));
+    }
+
+    #[test]
     fn skip_rules_filter() {
         let text = r#"
 [table]
@@ -552,13 +628,15 @@ ttl = { template = "{at | to_epoch_s | add(10)}", type = "N" }
                 out.insert(to.clone(), v);
             }
         }
-        for (name, value) in render_all(entity, &src)? {
+        for (name, value) in render_all(entity, table, &src)? {
             match value {
                 Some(v) => out.insert(name.to_string(), v),
                 None => out.remove(name),
             };
         }
-        out.insert(table.entity_type_attribute.clone(), s(&entity.entity_type));
+        if let Some(attr) = &table.entity_type_attribute {
+            out.insert(attr.clone(), s(&entity.entity_type));
+        }
         validate(&out, table)?;
         Ok(out)
     }

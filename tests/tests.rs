@@ -7,6 +7,7 @@ mod exports;
 mod faults;
 mod follow;
 mod import;
+mod mappings;
 mod plan;
 mod resume;
 mod shards;

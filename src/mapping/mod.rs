@@ -8,6 +8,7 @@
 
 pub mod data_check;
 pub mod iam;
+pub mod patterns;
 pub mod table_code;
 pub mod template;
 
@@ -45,6 +46,8 @@ pub enum MappingError {
 pub struct Mapping {
     pub table: TableSpec,
     pub entities: Vec<Entity>,
+    /// The application's queries (`[[access_pattern]]`), for `verify --access-patterns`.
+    pub patterns: Vec<patterns::AccessPattern>,
     /// The file or folder it was loaded from.
     pub origin: PathBuf,
     /// MD5 of its text (of a folder: each file's name and text, in name
@@ -54,6 +57,9 @@ pub struct Mapping {
 
 /// The shipped mapping's text, built into the binary.
 pub const SHIPPED: &str = include_str!("../../mappings/ai-girlfriend.toml");
+/// The entity-type attribute of a mapping whose entities give types but
+/// whose table names none.
+pub const DEFAULT_TYPE_ATTRIBUTE: &str = "entityType";
 /// What the built-in mapping is called in messages and reports.
 pub const SHIPPED_NAME: &str = "mappings/ai-girlfriend.toml (built in)";
 
@@ -66,10 +72,42 @@ pub struct TableSpec {
     pub indexes: Vec<IndexSpec>,
     pub billing_mode: String,
     pub ttl_attribute: Option<String>,
-    /// The attribute that names an item's entity (`entityType`).
-    pub entity_type_attribute: String,
+    /// The attribute that names an item's entity (`entityType`); none: no
+    /// such attribute is written, and `identify` rules tell entities apart.
+    pub entity_type_attribute: Option<String>,
     /// Point-in-time recovery on the table (`singletable table` prints it).
     pub point_in_time_recovery: bool,
+    /// The type of each key attribute declared other than S.
+    pub key_types: BTreeMap<String, KeyType>,
+}
+
+/// The type of a key attribute: what the table declares and the
+/// transform writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyType {
+    #[default]
+    S,
+    N,
+    B,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::S => "S",
+            KeyType::N => "N",
+            KeyType::B => "B",
+        }
+    }
+
+    fn parse(text: &str) -> Option<KeyType> {
+        match text {
+            "S" => Some(KeyType::S),
+            "N" => Some(KeyType::N),
+            "B" => Some(KeyType::B),
+            _ => None,
+        }
+    }
 }
 
 /// One global secondary index of the target.
@@ -100,6 +138,11 @@ impl TableSpec {
         name == self.partition_key || self.sort_key.as_deref() == Some(name)
     }
 
+    /// The declared type of a key attribute (S unless the mapping says).
+    pub fn key_type(&self, name: &str) -> KeyType {
+        self.key_types.get(name).copied().unwrap_or_default()
+    }
+
     /// The primary key attribute names.
     pub fn primary_key(&self) -> Vec<&str> {
         let mut k = vec![self.partition_key.as_str()];
@@ -116,8 +159,11 @@ pub struct Entity {
     pub source_table: String,
     /// The legacy table's key attributes (partition, then sort).
     pub source_key: Vec<String>,
-    /// The value of the target's entity-type attribute (`USER`).
+    /// The value of the target's entity-type attribute (`USER`); empty
+    /// when the table has no such attribute.
     pub entity_type: String,
+    /// Which of the source table's items this entity applies to (none: all).
+    pub when: Option<When>,
     /// Target key attributes and their templates, in the order written.
     pub keys: Vec<(String, Template)>,
     /// Computed attributes, in name order.
@@ -188,6 +234,50 @@ impl Identify {
     }
 }
 
+/// Chooses the source items an entity applies to, by one attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct When {
+    pub attribute: String,
+    pub test: WhenTest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WhenTest {
+    /// The attribute (S or N) is exactly this text.
+    Equals(String),
+    /// The attribute (S) starts with this text.
+    Prefix(String),
+    /// The attribute is there (any type).
+    Present,
+    /// The attribute is not there.
+    Absent,
+}
+
+impl When {
+    pub fn matches(&self, item: &crate::item::Item) -> bool {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let value = item.get(&self.attribute);
+        match (&self.test, value) {
+            (WhenTest::Present, v) => v.is_some(),
+            (WhenTest::Absent, v) => v.is_none(),
+            (WhenTest::Equals(e), Some(A::S(s) | A::N(s))) => s == e,
+            (WhenTest::Prefix(p), Some(A::S(s))) => s.starts_with(p.as_str()),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.test {
+            WhenTest::Equals(v) => write!(f, "when {} = {v:?}", self.attribute),
+            WhenTest::Prefix(p) => write!(f, "when {} begins with {p:?}", self.attribute),
+            WhenTest::Present => write!(f, "when {} is present", self.attribute),
+            WhenTest::Absent => write!(f, "when {} is absent", self.attribute),
+        }
+    }
+}
+
 /// An attribute computed by a template.
 #[derive(Debug, Clone)]
 pub struct Computed {
@@ -252,6 +342,7 @@ impl Mapping {
         };
         let mut table: Option<(PathBuf, TableSpec)> = None;
         let mut entities: Vec<Entity> = Vec::new();
+        let mut parsed = Vec::new();
         let mut hash = md5::Md5::new();
         let folder = files.len() > 1 || path.is_dir();
         for file in files {
@@ -263,7 +354,8 @@ impl Mapping {
                 hash.update(file.file_name().unwrap_or_default().as_encoded_bytes());
             }
             hash.update(text.as_bytes());
-            let (t, e) = compile_file(&file, &text)?;
+            let (t, e, p) = compile_file(&file, &text)?;
+            parsed.extend(p);
             if let Some(t) = t {
                 if let Some((first, _)) = &table {
                     return Err(MappingError::File {
@@ -282,10 +374,11 @@ impl Mapping {
         let mapping = Mapping {
             table,
             entities,
+            patterns: Vec::new(),
             origin: path.to_path_buf(),
             text_md5: format!("{:x}", hash.finalize()),
         };
-        mapping.finish()
+        mapping.finish(parsed)
     }
 
     /// The shipped mapping, built into the binary.
@@ -297,7 +390,7 @@ impl Mapping {
 
     /// Parses a mapping from text, as if read from `path` (tests, `--help` examples).
     pub fn from_str(path: &Path, text: &str) -> Result<Mapping, MappingError> {
-        let (table, entities) = compile_file(path, text)?;
+        let (table, entities, parsed) = compile_file(path, text)?;
         let table = table.ok_or_else(|| MappingError::File {
             path: path.into(),
             message: "no [table] section".into(),
@@ -305,17 +398,26 @@ impl Mapping {
         let mapping = Mapping {
             table,
             entities,
+            patterns: Vec::new(),
             origin: path.to_path_buf(),
             text_md5: format!("{:x}", md5::Md5::digest(text.as_bytes())),
         };
-        mapping.finish()
+        mapping.finish(parsed)
     }
 
     /// Checks the mapping as a whole and puts each entity's keys in the
     /// table's order (pk, sk, then index keys), so that a rejection names
     /// the first key a reader would look at.
-    fn finish(mut self) -> Result<Mapping, MappingError> {
+    fn finish(mut self, parsed: Vec<patterns::Parsed>) -> Result<Mapping, MappingError> {
+        // Entity types and no attribute named for them: `entityType`, as
+        // always; no entity types: a plain copy writes no such attribute.
+        if self.table.entity_type_attribute.is_none()
+            && self.entities.iter().any(|e| !e.entity_type.is_empty())
+        {
+            self.table.entity_type_attribute = Some(DEFAULT_TYPE_ATTRIBUTE.into());
+        }
         self.check_whole()?;
+        self.patterns = patterns::resolve(&self, parsed)?;
         let order: Vec<String> = self
             .table
             .key_attributes()
@@ -338,15 +440,33 @@ impl Mapping {
             return Err(err("no [[entity]] sections".into()));
         }
         let mut names = HashSet::new();
-        let mut sources = HashSet::new();
+        let mut sources: BTreeMap<&str, &Entity> = BTreeMap::new();
         for e in &self.entities {
             if !names.insert(&e.name) {
                 return Err(err(format!("entity {:?} is defined twice", e.name)));
             }
-            if !sources.insert(&e.source_table) {
-                return Err(err(format!(
-                    "source table {:?} is mapped by two entities",
-                    e.source_table
+            // Several entities may read one table (a fan-out), but they
+            // must agree on what its key is.
+            let first = *sources.entry(&e.source_table).or_insert(e);
+            if first.source_key != e.source_key {
+                return Err(e.at.error(
+                    "",
+                    format!(
+                        "entities {} and {} both read {:?} but give different source_key ({} and {}); a table has one key",
+                        first.name,
+                        e.name,
+                        e.source_table,
+                        first.source_key.join(", "),
+                        e.source_key.join(", ")
+                    ),
+                ));
+            }
+            if let (Some(attr), true) =
+                (&self.table.entity_type_attribute, e.entity_type.is_empty())
+            {
+                return Err(e.at.error("", format!(
+                    "entity {}: no entity_type; the entity-type attribute {attr:?} is written on every item (other entities give entity_type, or [table] names entity_type_attribute), so each entity names its value (entity_type = \"...\"); for a plain copy, give no entity_type and no entity_type_attribute",
+                    e.name
                 )));
             }
             if e.source_table == self.table.name {
@@ -406,8 +526,22 @@ impl Mapping {
         Ok(())
     }
 
-    /// Two entities with one entity type are told apart only by `identify`.
+    /// Two entities with one entity type are told apart only by `identify`;
+    /// without an entity-type attribute, every entity needs one (unless
+    /// there is only one entity: every target item is its).
     fn check_entity_types(&self) -> Result<(), MappingError> {
+        if self.table.entity_type_attribute.is_none() && self.entities.len() > 1 {
+            if let Some(e) = self.entities.iter().find(|e| e.identify.is_none()) {
+                return Err(e.at.error(
+                    "",
+                    format!(
+                        "entity {}: [table] has no entity_type_attribute, so verify tells entities apart by identify rules; give it identify = {{ attribute = \"sk\", prefix = \"...\" }}, or set [table] entity_type_attribute",
+                        e.name
+                    ),
+                ));
+            }
+            return Ok(());
+        }
         for (i, e) in self.entities.iter().enumerate() {
             let twin = self.entities[..i]
                 .iter()
@@ -427,7 +561,7 @@ impl Mapping {
         Ok(())
     }
 
-    /// The entity reading from a source table.
+    /// The first entity reading from a source table (a fan-out has more).
     pub fn entity_for_table(&self, table: &str) -> Option<(usize, &Entity)> {
         self.entities
             .iter()
@@ -439,7 +573,17 @@ impl Mapping {
     /// rule matches, or (for entities without one) whose entity type the
     /// item carries.
     pub fn entity_of(&self, item: &crate::item::Item) -> Option<usize> {
-        let ty = match item.get(&self.table.entity_type_attribute) {
+        let Some(attr) = &self.table.entity_type_attribute else {
+            // Identify rules, or the mapping's only entity.
+            return match self.entities.len() {
+                1 => Some(0),
+                _ => self
+                    .entities
+                    .iter()
+                    .position(|e| e.identify.as_ref().is_some_and(|r| r.matches(item))),
+            };
+        };
+        let ty = match item.get(attr) {
             Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => Some(s.as_str()),
             _ => None,
         };
@@ -457,7 +601,7 @@ impl Mapping {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        out.push(self.table.entity_type_attribute.clone());
+        out.extend(self.table.entity_type_attribute.clone());
         out.extend(
             self.entities
                 .iter()
@@ -492,21 +636,22 @@ struct FileConfig {
     table: Option<Spanned<TableConfig>>,
     #[serde(default)]
     entity: Vec<Spanned<EntityConfig>>,
+    #[serde(default)]
+    access_pattern: Vec<Spanned<patterns::PatternConfig>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TableConfig {
     name: String,
-    partition_key: String,
-    sort_key: Option<String>,
+    partition_key: KeyConfig,
+    sort_key: Option<KeyConfig>,
     #[serde(default)]
     indexes: Vec<IndexConfig>,
     #[serde(default = "default_billing")]
     billing_mode: String,
     ttl_attribute: Option<String>,
-    #[serde(default = "default_entity_attr")]
-    entity_type_attribute: String,
+    entity_type_attribute: Option<String>,
     #[serde(default)]
     point_in_time_recovery: bool,
 }
@@ -514,18 +659,59 @@ struct TableConfig {
 fn default_billing() -> String {
     "PAY_PER_REQUEST".into()
 }
-fn default_entity_attr() -> String {
-    "entityType".into()
+
+/// A key attribute: `"pk"` (type S) or `{ name = "pk", type = "N" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeyConfig {
+    Name(String),
+    Typed {
+        name: String,
+        #[serde(default = "default_type")]
+        r#type: String,
+    },
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IndexConfig {
     name: String,
-    partition_key: String,
-    sort_key: Option<String>,
+    partition_key: KeyConfig,
+    sort_key: Option<KeyConfig>,
     #[serde(default = "default_projection")]
     projection: String,
+}
+
+/// Collects the key attributes' declared types, refusing an unknown type
+/// and one attribute declared with two.
+#[derive(Default)]
+struct KeyTypes(BTreeMap<String, KeyType>);
+
+impl KeyTypes {
+    fn take(&mut self, key: KeyConfig) -> Result<String, String> {
+        let (name, text) = match key {
+            KeyConfig::Name(n) => (n, "S".to_string()),
+            KeyConfig::Typed { name, r#type } => (name, r#type),
+        };
+        let ty = KeyType::parse(&text)
+            .ok_or_else(|| format!("key attribute {name}: type must be S, N or B, not {text:?}"))?;
+        match self.0.insert(name.clone(), ty) {
+            Some(other) if other != ty => Err(format!(
+                "key attribute {name} is declared both {} and {}",
+                other.as_str(),
+                ty.as_str()
+            )),
+            _ => Ok(name),
+        }
+    }
+
+    /// The types other than S (the default).
+    fn finish(self) -> BTreeMap<String, KeyType> {
+        self.0
+            .into_iter()
+            .filter(|(_, t)| *t != KeyType::S)
+            .collect()
+    }
 }
 
 fn default_type() -> String {
@@ -542,7 +728,8 @@ struct EntityConfig {
     name: String,
     source: String,
     source_key: Vec<String>,
-    entity_type: String,
+    entity_type: Option<String>,
+    when: Option<Spanned<WhenConfig>>,
     keys: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     set: BTreeMap<String, Spanned<SetValue>>,
@@ -567,6 +754,16 @@ struct IdentifyConfig {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenConfig {
+    attribute: String,
+    equals: Option<String>,
+    prefix: Option<String>,
+    present: Option<bool>,
+    absent: Option<bool>,
+}
+
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum SetValue {
     Text(String),
@@ -587,6 +784,25 @@ struct SkipConfig {
     equals: Option<String>,
 }
 
+fn when(w: WhenConfig) -> Result<When, String> {
+    let test = match (w.equals, w.prefix, w.present, w.absent) {
+        (Some(v), None, None, None) => WhenTest::Equals(v),
+        (None, Some(p), None, None) => WhenTest::Prefix(p),
+        (None, None, Some(true), None) => WhenTest::Present,
+        (None, None, None, Some(true)) => WhenTest::Absent,
+        _ => {
+            return Err(format!(
+                "on {}: give exactly one of equals = \"...\", prefix = \"...\", present = true or absent = true",
+                w.attribute
+            ))
+        }
+    };
+    Ok(When {
+        attribute: w.attribute,
+        test,
+    })
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
@@ -595,7 +811,9 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entity>), MappingError> {
+type Compiled = (Option<TableSpec>, Vec<Entity>, Vec<patterns::Parsed>);
+
+fn compile_file(path: &Path, text: &str) -> Result<Compiled, MappingError> {
     let at = |offset: usize, message: String| MappingError::At {
         path: path.into(),
         line: line_of(text, offset),
@@ -627,24 +845,30 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
                     ));
                 }
             }
+            let mut types = KeyTypes::default();
+            let mut key =
+                |k: KeyConfig| types.take(k).map_err(|m| at(start, format!("table: {m}")));
+            let partition_key = key(t.partition_key)?;
+            let sort_key = t.sort_key.map(&mut key).transpose()?;
+            let mut indexes = Vec::new();
+            for i in t.indexes {
+                indexes.push(IndexSpec {
+                    name: i.name,
+                    partition_key: key(i.partition_key)?,
+                    sort_key: i.sort_key.map(&mut key).transpose()?,
+                    projection: i.projection,
+                });
+            }
             Some(TableSpec {
                 name: t.name,
-                partition_key: t.partition_key,
-                sort_key: t.sort_key,
-                indexes: t
-                    .indexes
-                    .into_iter()
-                    .map(|i| IndexSpec {
-                        name: i.name,
-                        partition_key: i.partition_key,
-                        sort_key: i.sort_key,
-                        projection: i.projection,
-                    })
-                    .collect(),
+                partition_key,
+                sort_key,
+                indexes,
                 billing_mode: t.billing_mode,
                 ttl_attribute: t.ttl_attribute,
                 entity_type_attribute: t.entity_type_attribute,
                 point_in_time_recovery: t.point_in_time_recovery,
+                key_types: types.finish(),
             })
         }
     };
@@ -722,6 +946,16 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
                 condition,
             });
         }
+        let when = match e.when {
+            None => None,
+            Some(w) => {
+                let off = w.span().start;
+                Some(
+                    when(w.into_inner())
+                        .map_err(|m| at(off, format!("entity {name}, when: {m}")))?,
+                )
+            }
+        };
         let identify = match e.identify {
             None => None,
             Some(i) => {
@@ -741,7 +975,8 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
             name,
             source_table: e.source,
             source_key: e.source_key,
-            entity_type: e.entity_type,
+            entity_type: e.entity_type.unwrap_or_default(),
+            when,
             keys,
             set,
             keep: e.keep,
@@ -753,7 +988,12 @@ fn compile_file(path: &Path, text: &str) -> Result<(Option<TableSpec>, Vec<Entit
             at: written,
         });
     }
-    Ok((table, entities))
+    let mut parsed = Vec::new();
+    for p in file.access_pattern {
+        let line = line_of(text, p.span().start);
+        parsed.push(patterns::parse(p.into_inner(), path, line)?);
+    }
+    Ok((table, entities, parsed))
 }
 
 #[cfg(test)]
@@ -804,6 +1044,101 @@ sort_key = "sk"
             .contains("exactly one of prefix"));
     }
 
+    fn entity(name: &str, source: &str, extra: &str, keys: &str) -> String {
+        format!("\n[[entity]]\nname = \"{name}\"\nsource = \"{source}\"\nsource_key = [\"id\"]\n{extra}\n[entity.keys]\n{keys}\n")
+    }
+
+    #[test]
+    fn several_entities_may_read_one_table_chosen_by_when() {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let text = format!(
+            "{TABLE}{}{}",
+            entity(
+                "a",
+                "src",
+                "entity_type = \"A\"\nwhen = { attribute = \"kind\", equals = \"a\" }",
+                "pk = \"X#{id}\"\nsk = \"A\""
+            ),
+            entity(
+                "b",
+                "src",
+                "entity_type = \"B\"\nwhen = { attribute = \"kind\", prefix = \"b\" }",
+                "pk = \"X#{id}\"\nsk = \"B\""
+            ),
+        );
+        let m = Mapping::from_str(Path::new("m.toml"), &text).unwrap();
+        assert_eq!(m.table.entity_type_attribute.as_deref(), Some("entityType"));
+        let item = |k: A| -> crate::item::Item { [("kind".to_string(), k)].into() };
+        let (a, b) = (
+            m.entities[0].when.clone().unwrap(),
+            m.entities[1].when.clone().unwrap(),
+        );
+        assert!(a.matches(&item(A::S("a".into()))) && !a.matches(&item(A::S("ab".into()))));
+        assert!(b.matches(&item(A::S("bee".into()))) && !b.matches(&item(A::N("1".into()))));
+        assert_eq!(b.to_string(), "when kind begins with \"b\"");
+        // Two source keys for one table, two tests in one `when`: refused.
+        let other_key = text.replacen("source_key = [\"id\"]", "source_key = [\"id\", \"at\"]", 1);
+        let e = Mapping::from_str(Path::new("m.toml"), &other_key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("different source_key"), "{e}");
+        let two = text.replace("equals = \"a\"", "equals = \"a\", present = true");
+        let e = Mapping::from_str(Path::new("m.toml"), &two)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.toml:") && e.contains("exactly one of equals"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_plain_copy_has_no_entity_type_and_typed_keys() {
+        let table = "[table]\nname = \"t\"\npartition_key = { name = \"id\", type = \"N\" }\nsort_key = { name = \"at\", type = \"B\" }\n";
+        let text = format!(
+            "{table}{}",
+            entity("x", "s", "", "id = \"{id}\"\nat = \"{at}\"")
+        );
+        let m = Mapping::from_str(Path::new("m.toml"), &text).unwrap();
+        assert_eq!(m.table.entity_type_attribute, None);
+        assert_eq!(m.table.key_type("id"), KeyType::N);
+        assert_eq!(m.table.key_type("at"), KeyType::B);
+        assert_eq!(m.table.key_type("other"), KeyType::S);
+        assert_eq!(
+            m.entity_of(&crate::item::Item::new()),
+            Some(0),
+            "the only entity"
+        );
+        // A second entity without identify rules cannot be told apart.
+        let two = format!(
+            "{text}{}",
+            entity("y", "s2", "", "id = \"{id}\"\nat = \"{at}\"")
+        );
+        let e = Mapping::from_str(Path::new("m.toml"), &two)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entity x") && e.contains("identify"), "{e}");
+        // Only some entities typed: the untyped one is named.
+        let mixed = format!(
+            "{text}{}",
+            entity(
+                "y",
+                "s2",
+                "entity_type = \"Y\"",
+                "id = \"{id}\"\nat = \"{at}\""
+            )
+        );
+        let e = Mapping::from_str(Path::new("m.toml"), &mixed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entity x: no entity_type"), "{e}");
+        let bad = text.replace("type = \"N\"", "type = \"X\"");
+        let e = Mapping::from_str(Path::new("m.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("type must be S, N or B"), "{e}");
+    }
+
     #[test]
     fn unknown_field_is_an_error_with_a_line() {
         let text = format!("{TABLE}\n[[entity]]\nname = \"u\"\nsource = \"s\"\nsource_key = [\"id\"]\nentity_type = \"U\"\nkeyz = 1\n");
@@ -820,6 +1155,19 @@ sort_key = "sk"
             .unwrap_err()
             .to_string();
         assert!(e.contains("no template for key attribute \"sk\""), "{e}");
+    }
+
+    #[test]
+    fn the_examples_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/examples");
+        for (file, entities) in [
+            ("identity-copy.toml", 1),
+            ("fan-out.toml", 2),
+            ("discriminated.toml", 3),
+        ] {
+            let m = Mapping::load(&root.join(file)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(m.entities.len(), entities, "{file}");
+        }
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn indexes(t: &TableSpec) -> Value {
 fn definitions(t: &TableSpec) -> Value {
     attributes(t)
         .into_iter()
-        .map(|a| json!({"AttributeName": a, "AttributeType": "S"}))
+        .map(|a| json!({"AttributeName": a, "AttributeType": t.key_type(a).as_str()}))
         .collect()
 }
 
@@ -114,7 +114,8 @@ fn aws_cli(t: &TableSpec) -> String {
         t.name
     );
     for a in attributes(t) {
-        out.push_str(&format!(" \\\n    AttributeName={a},AttributeType=S"));
+        let ty = t.key_type(a).as_str();
+        out.push_str(&format!(" \\\n    AttributeName={a},AttributeType={ty}"));
     }
     out.push_str(&format!(
         " \\\n  --key-schema \\\n    AttributeName={},KeyType=HASH",
@@ -176,8 +177,9 @@ fn terraform(t: &TableSpec) -> String {
     }
     for a in attributes(t) {
         out.push_str(&format!(
-            "\n  attribute {{\n    name = {}\n    type = \"S\"\n  }}\n",
-            q(a)
+            "\n  attribute {{\n    name = {}\n    type = {}\n  }}\n",
+            q(a),
+            q(t.key_type(a).as_str())
         ));
     }
     for i in &t.indexes {

@@ -163,6 +163,18 @@ impl Template {
         })
     }
 
+    /// The attribute a template copies whole (`{id}`: one reference, no
+    /// functions, nothing around it), if that is all it does.
+    pub fn bare_attribute(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Reference {
+                attribute,
+                functions,
+            }] if functions.is_empty() => Some(attribute),
+            _ => None,
+        }
+    }
+
     /// Renders the template against an item.
     pub fn render(&self, item: &Item) -> Result<String, RenderError> {
         // One buffer, sized for the literals and a typical value each.

@@ -464,15 +464,10 @@ impl Stages {
         spec: StageSpec,
     ) -> Result<Stages, PipelineError> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let source_tables: Vec<String> = mapping
-            .entities
-            .iter()
-            .map(|e| e.source_table.clone())
-            .collect();
         let dead = dead_letter::spawn(
             opts.dead_letter.clone(),
             spec.append,
-            source_tables,
+            dead_letter::entities(mapping),
             stats.clone(),
             shutdown_tx.clone(),
         )

@@ -103,11 +103,19 @@ pub fn read_share(
 fn record(v: &serde_json::Value, mapping: &Mapping) -> Result<Replayed, String> {
     let text = |name: &str| v.get(name).and_then(|x| x.as_str());
     let table = text("source_table").ok_or("no source_table")?;
-    let entity = mapping
-        .entities
-        .iter()
-        .position(|e| e.source_table == table)
-        .ok_or_else(|| format!("source table {table} is read by no entity of the mapping"))?;
+    // The entity by name (a table read by several entities); lines written
+    // before the name was kept: the table's first entity.
+    let entity = match text("entity") {
+        Some(name) => mapping
+            .entities
+            .iter()
+            .position(|e| e.name == name && e.source_table == table)
+            .ok_or_else(|| format!("entity {name} reading {table} is not in the mapping"))?,
+        None => mapping
+            .entity_for_table(table)
+            .map(|(i, _)| i)
+            .ok_or_else(|| format!("source table {table} is read by no entity of the mapping"))?,
+    };
     let item = |name: &str| -> Result<Item, String> {
         match v.get(name) {
             Some(x) => item_from_json(x).map_err(|e| format!("{name}: {e}")),

@@ -236,11 +236,7 @@ async fn dead_letters(
     let Some(path) = &opts.dead_letter else {
         return Ok((None, None));
     };
-    let tables = mapping
-        .entities
-        .iter()
-        .map(|e| e.source_table.clone())
-        .collect();
+    let tables = dead_letter::entities(mapping);
     let stats = Arc::new(crate::report::RunStats::new(mapping.entities.len()));
     let (stop, _) = watch::channel(false);
     let dl = dead_letter::spawn(path.clone(), false, tables, stats, stop).await?;

@@ -99,6 +99,16 @@ pub struct DeadLetters {
     pub synced_bytes: Arc<AtomicU64>,
 }
 
+/// Each entity's source table and name, in mapping order: what each dead
+/// letter's line names (`replay` finds its entity again by them).
+pub fn entities(mapping: &crate::mapping::Mapping) -> Vec<(String, String)> {
+    mapping
+        .entities
+        .iter()
+        .map(|e| (e.source_table.clone(), e.name.clone()))
+        .collect()
+}
+
 /// Opens the file and starts the task that owns it: truncated, so that a
 /// file left by an earlier run is never mistaken for this one's, or, for a
 /// resumed run, appended to. The task ends when every sender is dropped;
@@ -106,7 +116,7 @@ pub struct DeadLetters {
 pub async fn spawn(
     path: PathBuf,
     append: bool,
-    source_tables: Vec<String>,
+    entities: Vec<(String, String)>,
     stats: Arc<RunStats>,
     stop: watch::Sender<bool>,
 ) -> Result<DeadLetters, DeadLetterError> {
@@ -125,7 +135,7 @@ pub async fn spawn(
             bytes: len,
             synced,
         };
-        let result = own_file(out, rx, &source_tables, &stats).await;
+        let result = own_file(out, rx, &entities, &stats).await;
         result.map_err(|cause| {
             let _ = stop.send(true);
             DeadLetterError { path, cause }
@@ -150,7 +160,7 @@ struct Out {
 async fn own_file(
     mut out: Out,
     mut rx: mpsc::Receiver<DeadLetter>,
-    source_tables: &[String],
+    entities: &[(String, String)],
     stats: &RunStats,
 ) -> std::io::Result<u64> {
     let mut unsynced = Vec::new();
@@ -160,8 +170,8 @@ async fn own_file(
         tokio::select! {
             next = rx.recv() => {
                 let Some(dl) = next else { break };
-                let table = source_tables.get(dl.entity).map(String::as_str).unwrap_or_default();
-                let text = line(&dl, table);
+                let (table, name) = entities.get(dl.entity).map(|(t, n)| (t.as_str(), n.as_str())).unwrap_or_default();
+                let text = line(&dl, table, name);
                 out.file.write_all(text.as_bytes()).await?;
                 out.bytes += text.len() as u64;
                 unsynced.push(Unsynced {
@@ -204,9 +214,10 @@ async fn sync(
     Ok(())
 }
 
-fn line(dl: &DeadLetter, table: &str) -> String {
+fn line(dl: &DeadLetter, table: &str, entity: &str) -> String {
     let mut record = json!({
         "source_table": table,
+        "entity": entity,
         "source_key": item_to_json(&dl.source_key),
         "stage": dl.stage.as_str(),
         "op": match dl.op { Op::Put => "put", Op::Delete => "delete" },

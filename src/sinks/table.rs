@@ -219,7 +219,7 @@ impl Shape {
             .map(|a| {
                 AttributeDefinition::builder()
                     .attribute_name(a)
-                    .attribute_type(ScalarAttributeType::S)
+                    .attribute_type(ScalarAttributeType::from(spec.key_type(a).as_str()))
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()
@@ -301,9 +301,10 @@ pub fn check(spec: &TableSpec, desc: &TableDescription) -> Result<(), TableError
         )));
     }
     for def in desc.attribute_definitions() {
-        if def.attribute_type() != &ScalarAttributeType::S {
+        let wants = spec.key_type(def.attribute_name()).as_str();
+        if def.attribute_type().as_str() != wants {
             return Err(mismatch(format!(
-                "key attribute {} is {}, the mapping writes S",
+                "key attribute {} is {}, the mapping writes {wants}",
                 def.attribute_name(),
                 def.attribute_type().as_str()
             )));

@@ -18,6 +18,7 @@
 
 pub mod canonical;
 pub mod full;
+pub mod patterns;
 pub mod report;
 pub mod sample;
 pub mod shard;
@@ -71,6 +72,8 @@ type Counts = Vec<(u64, u64, u64, u64)>;
 
 /// Receives the records the mapping makes of the source.
 trait SourceSink {
+    /// Sees each source record about to be transformed (default: nothing).
+    fn source(&mut self, _entity: usize, _item: &Item) {}
     fn put(&mut self, entity: usize, target: Item, source_key: Item);
     /// Called between batches: the place for I/O.
     async fn flush(&mut self) -> Result<(), PipelineError> {
@@ -167,6 +170,7 @@ impl Context<'_> {
             let c = &mut counts[e];
             c.0 += 1;
             let source_key = project(&item, &source_keys[e]);
+            sink.source(e, &item);
             match transform_owned(entity, &mapping.table, item) {
                 Owned::Put(target) => {
                     c.1 += 1;
@@ -262,7 +266,8 @@ impl Context<'_> {
 struct TargetCounts {
     per_entity: Vec<u64>,
     unmapped: BTreeMap<String, u64>,
-    type_attribute: String,
+    /// The entity-type attribute, if the table has one.
+    type_attribute: Option<String>,
 }
 
 impl TargetSink for TargetCounts {
@@ -270,10 +275,17 @@ impl TargetSink for TargetCounts {
         match entity {
             Some(e) => self.per_entity[e] += 1,
             None => {
-                let t = match item.get(&self.type_attribute) {
+                let Some(attr) = &self.type_attribute else {
+                    *self
+                        .unmapped
+                        .entry("(no identify rule matches)".into())
+                        .or_default() += 1;
+                    return;
+                };
+                let t = match item.get(attr) {
                     Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
                     Some(other) => format!("({})", crate::item::value_to_json(other)),
-                    None => format!("(no {})", self.type_attribute),
+                    None => format!("(no {attr})"),
                 };
                 *self.unmapped.entry(t).or_default() += 1;
             }
@@ -536,6 +548,22 @@ async fn context<'a>(
         source_kind,
     };
     Ok((ctx, warnings))
+}
+
+/// `verify --access-patterns`: each of the mapping's declared queries, run
+/// for a sample of values from the source and compared with what the
+/// source implies.
+pub async fn access_patterns(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    opts: &VerifyOptions,
+    patterns: patterns::PatternOptions,
+) -> Result<patterns::PatternReport, PipelineError> {
+    let (ctx, warnings) = context(client, store, mapping, opts).await?;
+    let mut report = patterns::check(&ctx, patterns).await?;
+    report.warnings.splice(0..0, warnings);
+    Ok(report)
 }
 
 pub async fn verify(
