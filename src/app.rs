@@ -85,13 +85,25 @@ pub async fn run(command: Command) -> Result<i32> {
                 J::Verify => Job::Verify,
                 J::Plan => Job::Plan,
                 J::Follow => Job::Follow,
+                J::Import => Job::Import,
             };
+            if a.to_import
+                .as_deref()
+                .is_some_and(|t| !t.starts_with("s3://"))
+            {
+                anyhow::bail!("--to-import: ImportTable reads from S3; give s3://bucket/prefix/");
+            }
+            if a.access_patterns && job != Job::Verify {
+                anyhow::bail!("--access-patterns is a verify option: use it with --job verify");
+            }
             let opts = PolicyOptions {
                 job,
                 region: a.region.clone(),
                 account: a.account.clone(),
                 create_table: a.create_table,
                 exports: a.exports.clone(),
+                to_import: a.to_import.clone(),
+                access_patterns: a.access_patterns,
             };
             out(&format!(
                 "{}\n",
@@ -946,7 +958,9 @@ async fn demo_data(
 }
 
 async fn demo(a: &DemoArgs) -> Result<i32> {
-    let mapping = mapping_or_shipped(a.mapping.as_deref())?;
+    let mut mapping = mapping_or_shipped(a.mapping.as_deref())?;
+    // The embedded engine keeps no backups: nothing to turn on.
+    mapping.table.point_in_time_recovery = false;
     let port = a.port.unwrap_or(if a.serve { 8000 } else { 0 });
     let server = crate::embedded::Embedded::start(port).await?;
     eprintln!("embedded DynamoDB (dynoxide) at {}", server.endpoint);

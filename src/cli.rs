@@ -100,9 +100,11 @@ pub enum Command {
     /// Terraform, CloudFormation or the API requests as JSON (keys,
     /// attribute definitions, indexes, billing, TTL, point-in-time recovery).
     Table(TableArgs),
-    /// The least-privilege IAM policy of a job: exactly the DynamoDB actions
-    /// it calls, on the mapping's legacy tables (and their streams), the
-    /// target, and the S3 exports given.
+    /// The least-privilege IAM policy of a job: exactly the DynamoDB and S3
+    /// actions it calls, on the mapping's legacy tables (and their
+    /// streams), the target (its indexes, its imports), and the S3 exports
+    /// and import prefix given; for an import, also what ImportTable does
+    /// as the caller (reads the files, writes its logs).
     IamPolicy(IamPolicyArgs),
     /// Print a shell completion script: `singletable completions bash >
     /// /etc/bash_completion.d/singletable` (zsh, fish, elvish, powershell too).
@@ -553,7 +555,8 @@ pub struct TableArgs {
 pub struct IamPolicyArgs {
     #[command(flatten)]
     pub mapping: MappingArgs,
-    /// The job the policy is for.
+    /// The job the policy is for (import: `migrate --to-import s3://...
+    /// --import-table`).
     #[arg(long, value_enum, value_name = "JOB")]
     pub job: PolicyJob,
     /// The region in the ARNs (default: any).
@@ -569,6 +572,14 @@ pub struct IamPolicyArgs {
     /// `migrate` and `plan` then scan no legacy table.
     #[arg(long = "export", value_name = "S3-LOCATION")]
     pub exports: Vec<String>,
+    /// `--job import`: where the import files are written
+    /// (`migrate --to-import s3://bucket/prefix/ --import-table`).
+    #[arg(long, value_name = "S3-LOCATION", required_if_eq("job", "import"))]
+    pub to_import: Option<String>,
+    /// `--job verify`: the verification runs the access patterns
+    /// (`verify --access-patterns`), which query the target and its indexes.
+    #[arg(long)]
+    pub access_patterns: bool,
 }
 
 /// The jobs `iam-policy` knows.
@@ -578,6 +589,8 @@ pub enum PolicyJob {
     Verify,
     Plan,
     Follow,
+    // `migrate --to-import s3://... --import-table`.
+    Import,
 }
 
 /// How `singletable table` prints the table.

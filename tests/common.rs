@@ -402,6 +402,9 @@ pub struct Faults {
     pub scans: Vec<ScanCall>,
     /// The X-Amz-Target of every DynamoDB (and Streams) call, in order.
     pub targets: Vec<String>,
+    /// The request line (`GET /bucket/key?x-id=GetObject HTTP/1.1`) of
+    /// every call without a target: S3's.
+    pub requests: Vec<String>,
     /// Never answer BatchWriteItem calls.
     pub hang: bool,
     /// Wait up to this many milliseconds (at random) before forwarding a
@@ -669,7 +672,9 @@ fn serve_connection(
     let mut up_w = up;
     while let Some(mut req) = read_message(&mut client_r)? {
         let target = header(&req, "x-amz-target").unwrap_or_default().to_string();
-        if !target.is_empty() {
+        if target.is_empty() {
+            faults.lock().unwrap().requests.push(req.head.clone());
+        } else {
             faults.lock().unwrap().targets.push(target.clone());
         }
         let mut held_back: Option<(String, Vec<serde_json::Value>)> = None;

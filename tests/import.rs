@@ -338,6 +338,18 @@ async fn import_table_builds_a_target_verify_full_matches() {
         .filter_map(|g| g.index_name())
         .collect();
     assert_eq!(indexes.len(), 2, "{indexes:?}");
+    // The mapping asks for point-in-time recovery: turned on after the import.
+    let backups = c
+        .describe_continuous_backups()
+        .table_name("ai-girlfriend-table")
+        .send()
+        .await
+        .unwrap();
+    let pitr = backups
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status());
+    assert_eq!(pitr.map(|s| s.as_str()), Some("ENABLED"), "{backups:?}");
 
     verify_full_matches(d, &env);
 

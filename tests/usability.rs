@@ -481,21 +481,102 @@ fn actions_called(proxy: &Proxy) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// The actions a printed policy allows.
-fn actions_allowed(words: &[&str]) -> std::collections::BTreeSet<String> {
+/// The S3 actions behind the requests the proxy saw: a listing is
+/// `s3:ListBucket`, reading an object (GET or HEAD) `s3:GetObject`,
+/// writing one `s3:PutObject`.
+fn s3_actions_called(proxy: &Proxy) -> std::collections::BTreeSet<String> {
+    let mut f = proxy.faults.lock().unwrap();
+    let seen = std::mem::take(&mut f.requests);
+    seen.iter()
+        .map(|line| {
+            let mut words = line.split(' ');
+            let (method, path) = (words.next().unwrap(), words.next().unwrap());
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            // Path style: /bucket, /bucket/ or /bucket/key.
+            let object = path
+                .trim_start_matches('/')
+                .split_once('/')
+                .is_some_and(|(_, key)| !key.is_empty());
+            let action = match (method, object) {
+                ("GET", false) if query.contains("list-type=2") => "s3:ListBucket",
+                ("GET" | "HEAD", true) => "s3:GetObject",
+                ("PUT" | "POST", true) => "s3:PutObject",
+                _ => panic!("an S3 request the test does not know: {line}"),
+            };
+            action.to_string()
+        })
+        .collect()
+}
+
+/// The actions a printed policy allows, but those of statements named in
+/// `aside` (what a service does as the caller, never sent by the tool).
+fn actions_allowed_but(words: &[&str], aside: &[&str]) -> std::collections::BTreeSet<String> {
     let o = Command::new(env!("CARGO_BIN_EXE_singletable"))
         .args([&["iam-policy", "--mapping", &m()][..], words].concat())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    p["Statement"]
-        .as_array()
-        .unwrap()
+    let statements = p["Statement"].as_array().unwrap();
+    for sid in aside {
+        assert!(statements.iter().any(|s| s["Sid"] == *sid), "{sid}: {p:#}");
+    }
+    statements
         .iter()
+        .filter(|s| !aside.contains(&s["Sid"].as_str().unwrap()))
         .flat_map(|s| s["Action"].as_array().unwrap().clone())
         .map(|a| a.as_str().unwrap().to_string())
         .collect()
+}
+
+/// The actions a printed policy allows.
+fn actions_allowed(words: &[&str]) -> std::collections::BTreeSet<String> {
+    actions_allowed_but(words, &[])
+}
+
+/// The import job (exports read from S3, files written to S3, ImportTable
+/// into moto) through two recording proxies: the DynamoDB and S3 actions
+/// it sends are exactly those its policy grants, but for the statements
+/// ImportTable itself uses as the caller (reading the files, its logs).
+#[tokio::test]
+async fn the_import_job_calls_exactly_what_its_policy_allows_on_dynamodb_and_s3() {
+    let db = Dynoxide::start();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s3 = s3_client(&moto.endpoint).await;
+    for bucket in ["exp", "imports"] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let env = endpoints(&db.endpoint, &moto.endpoint);
+    let lines = demo_exports_s3(
+        d,
+        &env,
+        "--scale 300 --dirty-rate 0 --exports-only --export-to s3://exp/prod",
+    );
+    // One export without its manifests (as moto writes them) is read by
+    // listing its data/ folder: s3:ListBucket, which also makes S3 answer
+    // a missing object 404, not 403.
+    let first = lines.lines().next().unwrap().split_once('=').unwrap().1;
+    let prefix = first.trim_start_matches("s3://exp/");
+    s3.delete_object()
+        .bucket("exp")
+        .key(format!("{prefix}manifest-summary.json"))
+        .send()
+        .await
+        .unwrap();
+    let (ddb, s3p) = (Proxy::start(&moto.endpoint), Proxy::start(&moto.endpoint));
+    let through = endpoints(&ddb.endpoint, &s3p.endpoint);
+    let words =
+        args("migrate --exports-file exports.txt --to-import s3://imports/run1/ --import-table");
+    let o = singletable_env(d, &through, &[&words[..], &["--mapping", &m()]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut called = actions_called(&ddb);
+    called.extend(s3_actions_called(&s3p));
+    let policy = args("--job import --to-import s3://imports/run1/ --export s3://exp/prod/");
+    let aside = ["ImportTableReadsTheFiles", "ImportTableWritesItsLogs"];
+    let allowed = actions_allowed_but(&policy, &aside);
+    assert_eq!(called, allowed, "the calls made, the policy printed");
 }
 
 #[tokio::test]
@@ -510,10 +591,15 @@ async fn each_job_calls_exactly_the_actions_its_printed_policy_allows() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let from = chrono::Utc::now().to_rfc3339();
-    let jobs: [(&str, Vec<&str>, Vec<&str>); 4] = [
+    let jobs: [(&str, Vec<&str>, Vec<&str>); 5] = [
         ("migrate", vec!["--create-table"], vec!["--create-table"]),
         ("plan", vec![], vec![]),
         ("verify", vec![], vec![]),
+        (
+            "verify",
+            vec!["--access-patterns"],
+            vec!["--access-patterns"],
+        ),
         ("follow", vec!["--until-caught-up", "--from", &from], vec![]),
     ];
     for (job, run, policy) in jobs {

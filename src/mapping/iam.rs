@@ -1,11 +1,14 @@
 //! `singletable iam-policy`: the least privilege each job needs.
 //!
-//! For a job (`migrate`, `verify`, `plan`, `follow`) this prints an IAM
-//! policy with exactly the DynamoDB actions that job calls, on exactly the
-//! mapping's legacy tables, their streams, the target and (where a job
-//! reads them) its indexes, and the S3 read of the export prefixes given.
-//! The lists below follow the calls the code makes; a test runs each job
-//! through the recording proxy and checks both ways.
+//! For a job (`migrate`, `verify`, `plan`, `follow`, `import`) this prints
+//! an IAM policy with exactly the DynamoDB and S3 actions that job calls,
+//! on exactly the mapping's legacy tables, their streams, the target, its
+//! indexes (where a job queries them), its imports, and the S3 prefixes in
+//! use. ImportTable also reads the files and writes CloudWatch logs as the
+//! caller: those grants are statements of their own (`ImportTable...`),
+//! the only actions the tool itself never sends. The lists below follow
+//! the calls the code makes; a test runs each job through the recording
+//! proxy and checks both ways.
 
 use serde_json::{json, Value};
 
@@ -18,6 +21,8 @@ pub enum Job {
     Verify,
     Plan,
     Follow,
+    /// `migrate --to-import s3://... --import-table`.
+    Import,
 }
 
 /// What the policy is for.
@@ -30,15 +35,28 @@ pub struct PolicyOptions {
     /// `migrate --create-table`: the target is created (and its TTL set).
     pub create_table: bool,
     /// Export locations read (s3://bucket/prefix/); the legacy tables are
-    /// then not scanned by `migrate` and `plan`.
+    /// then not scanned by `migrate`, `plan` and `import`.
     pub exports: Vec<String>,
+    /// `import`: where the import files are written (s3://bucket/prefix/).
+    pub to_import: Option<String>,
+    /// `verify --access-patterns`: the target is queried, not scanned.
+    pub access_patterns: bool,
 }
 
-/// The actions a job calls on the legacy tables, their streams and the target.
-pub fn actions(
-    o: &PolicyOptions,
-    ttl: bool,
-) -> (Vec<&'static str>, Vec<&'static str>, Vec<&'static str>) {
+/// What a job does to the legacy tables, their streams and the target.
+pub struct Actions {
+    pub legacy: Vec<&'static str>,
+    pub streams: Vec<&'static str>,
+    pub target: Vec<&'static str>,
+    /// On the target's indexes (`verify --access-patterns` queries them).
+    pub indexes: Vec<&'static str>,
+    /// On the target's imports (DescribeImport).
+    pub imports: Vec<&'static str>,
+}
+
+/// The actions a job calls (`ttl`, `pitr`: the table has a TTL attribute,
+/// point-in-time recovery, which a job creating it turns on).
+pub fn actions(o: &PolicyOptions, ttl: bool, pitr: bool) -> Actions {
     let reads_legacy = o.exports.is_empty() || matches!(o.job, Job::Verify | Job::Follow);
     let legacy: Vec<&str> = match (o.job, reads_legacy) {
         (Job::Follow, _) => vec!["dynamodb:DescribeTable"],
@@ -53,23 +71,53 @@ pub fn actions(
         ],
         _ => Vec::new(),
     };
+    let mut indexes = Vec::new();
+    let mut imports = Vec::new();
     let mut target = match o.job {
         Job::Migrate | Job::Follow => vec!["dynamodb:DescribeTable", "dynamodb:BatchWriteItem"],
+        Job::Verify if o.access_patterns => {
+            indexes.push("dynamodb:Query");
+            vec!["dynamodb:DescribeTable", "dynamodb:Query"]
+        }
         Job::Verify => vec![
             "dynamodb:DescribeTable",
             "dynamodb:Scan",
             "dynamodb:BatchGetItem",
         ],
         Job::Plan => Vec::new(),
+        Job::Import => {
+            imports.push("dynamodb:DescribeImport");
+            vec!["dynamodb:DescribeTable", "dynamodb:ImportTable"]
+        }
     };
+    let creates = (o.create_table && o.job == Job::Migrate) || o.job == Job::Import;
     if o.create_table && o.job == Job::Migrate {
         target.push("dynamodb:CreateTable");
-        if ttl {
-            target.push("dynamodb:UpdateTimeToLive");
-        }
     }
-    (legacy, streams, target)
+    if creates && ttl {
+        target.push("dynamodb:UpdateTimeToLive");
+    }
+    if creates && pitr {
+        target.push("dynamodb:UpdateContinuousBackups");
+    }
+    Actions {
+        legacy,
+        streams,
+        target,
+        indexes,
+        imports,
+    }
 }
+
+/// The CloudWatch Logs actions ImportTable takes as the caller.
+const IMPORT_LOGS: [&str; 6] = [
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:PutRetentionPolicy",
+];
 
 /// The policy document.
 pub fn policy(mapping: &Mapping, o: &PolicyOptions) -> Value {
@@ -81,7 +129,8 @@ pub fn policy(mapping: &Mapping, o: &PolicyOptions) -> Value {
         .collect();
     legacy_tables.sort();
     legacy_tables.dedup();
-    let (legacy, streams, target) = actions(o, mapping.table.ttl_attribute.is_some());
+    let t = &mapping.table;
+    let a = actions(o, t.ttl_attribute.is_some(), t.point_in_time_recovery);
     let mut statements = Vec::new();
     let mut add = |sid: &str, actions: Vec<&str>, resources: Vec<String>| {
         if !actions.is_empty() && !resources.is_empty() {
@@ -96,16 +145,31 @@ pub fn policy(mapping: &Mapping, o: &PolicyOptions) -> Value {
             .map(|t| arn(&format!("table/{t}{suffix}")))
             .collect()
     };
-    add("ReadTheLegacyTables", legacy, tables(""));
-    add("ReadTheirStreams", streams, tables("/stream/*"));
-    add(
-        "TheTarget",
-        target,
-        vec![arn(&format!("table/{}", mapping.table.name))],
-    );
+    let target = |suffix: &str| vec![arn(&format!("table/{}{suffix}", mapping.table.name))];
+    add("ReadTheLegacyTables", a.legacy, tables(""));
+    add("ReadTheirStreams", a.streams, tables("/stream/*"));
+    add("TheTarget", a.target, target(""));
+    add("QueryItsIndexes", a.indexes, target("/index/*"));
+    add("FollowItsImport", a.imports, target("/import/*"));
     let (buckets, objects) = s3_resources(&o.exports);
     add("ListTheExports", vec!["s3:ListBucket"], buckets);
     add("ReadTheExports", vec!["s3:GetObject"], objects);
+    if o.job == Job::Import {
+        let (bucket, objects) = s3_resources(o.to_import.as_slice());
+        add("WriteTheImportFiles", vec!["s3:PutObject"], objects.clone());
+        let mut read = bucket;
+        read.extend(objects);
+        add(
+            "ImportTableReadsTheFiles",
+            vec!["s3:GetObject", "s3:ListBucket"],
+            read,
+        );
+        let logs = format!(
+            "arn:aws:logs:{}:{}:log-group:/aws-dynamodb/*",
+            o.region, o.account
+        );
+        add("ImportTableWritesItsLogs", IMPORT_LOGS.to_vec(), vec![logs]);
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -138,6 +202,8 @@ mod tests {
             account: "123456789012".into(),
             create_table: false,
             exports: Vec::new(),
+            to_import: None,
+            access_patterns: false,
         }
     }
 
@@ -169,5 +235,26 @@ mod tests {
         );
         let target = p["Statement"][0]["Action"].as_array().unwrap();
         assert!(target.contains(&"dynamodb:UpdateTimeToLive".into()));
+        let mut o = opts(Job::Import);
+        o.to_import = Some("s3://imports/run1/".into());
+        let p = policy(&m, &o);
+        let s = p["Statement"].as_array().unwrap();
+        let sid = |i: usize| s[i]["Sid"].as_str().unwrap();
+        assert_eq!(
+            (0..s.len()).map(sid).collect::<Vec<_>>(),
+            [
+                "ReadTheLegacyTables",
+                "TheTarget",
+                "FollowItsImport",
+                "WriteTheImportFiles",
+                "ImportTableReadsTheFiles",
+                "ImportTableWritesItsLogs"
+            ]
+        );
+        assert_eq!(s[3]["Resource"][0], "arn:aws:s3:::imports/run1/*");
+        assert_eq!(
+            s[2]["Resource"][0],
+            "arn:aws:dynamodb:us-east-1:123456789012:table/ai-girlfriend-table/import/*"
+        );
     }
 }

@@ -110,6 +110,7 @@ pub async fn import(
                 seconds: clock.elapsed().as_secs_f64(),
             };
             enable_ttl(client, spec).await?;
+            crate::sinks::table::enable_recovery(client, spec).await;
             return Ok(account);
         }
         if !quiet && said.elapsed() >= SAY_EVERY {

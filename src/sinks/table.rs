@@ -73,8 +73,36 @@ pub async fn ensure(
     check(spec, &desc)?;
     if created {
         enable_ttl(client, spec).await?;
+        enable_recovery(client, spec).await;
     }
     Ok(created)
+}
+
+/// Turns on point-in-time recovery on a table this tool made, when the
+/// mapping asks for it. A refusal (an emulator, a missing permission) is a
+/// warning with the command to run: the data is not at stake.
+pub async fn enable_recovery(client: &aws_sdk_dynamodb::Client, spec: &TableSpec) {
+    if !spec.point_in_time_recovery {
+        return;
+    }
+    let setting = aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(true)
+        .build();
+    let Ok(setting) = setting else { return };
+    let sent = client
+        .update_continuous_backups()
+        .table_name(&spec.name)
+        .point_in_time_recovery_specification(setting)
+        .send()
+        .await;
+    if let Err(e) = sent {
+        eprintln!(
+            "singletable: warning: point-in-time recovery not enabled on {}: {}; enable it with: aws dynamodb update-continuous-backups --table-name {} --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true",
+            spec.name,
+            crate::aws::describe_error(&e),
+            spec.name
+        );
+    }
 }
 
 /// Turns on the mapping's TTL attribute on a table this tool made
