@@ -92,10 +92,15 @@ fn named(entity: &Entity) -> Vec<Named<'_>> {
     out
 }
 
-/// Judges `entity` against `sample` (its source items). An empty sample
-/// (an empty table) proves nothing and finds nothing.
+/// Judges `entity` against `sample` (its source items; only those its
+/// `when` takes count). An empty sample (an empty table, or no item of the
+/// entity's kind among the first) proves nothing and finds nothing.
 pub fn check(entity: &Entity, sample: &[Item]) -> Findings {
     let mut findings = Findings::default();
+    let sample: Vec<&Item> = sample
+        .iter()
+        .filter(|i| entity.when.as_ref().is_none_or(|w| w.matches(i)))
+        .collect();
     if sample.is_empty() {
         return findings;
     }
@@ -201,6 +206,21 @@ mod tests {
             item.insert("createdAt".into(), AttributeValue::S("2024".into()));
         }
         item
+    }
+
+    #[test]
+    fn only_the_items_an_entity_takes_are_judged() {
+        let m = mapping("pk = \"USER#{userId}\"\nsk = \"C#{createdAt}\"");
+        let mut e = m.entities[0].clone();
+        // Half the sample lacks createdAt: a warning, unless `when` leaves
+        // exactly those out.
+        let sample: Vec<Item> = (0..100).map(|i| user(i, i % 2 == 0)).collect();
+        assert_eq!(check(&e, &sample).warnings.len(), 1);
+        e.when = Some(crate::mapping::When {
+            attribute: "createdAt".into(),
+            test: crate::mapping::WhenTest::Present,
+        });
+        assert_eq!(check(&e, &sample), Findings::default());
     }
 
     #[test]
