@@ -773,7 +773,8 @@ async fn verify_patterns(
     };
     let r = verify::access_patterns(client, store, mapping, opts, popts).await?;
     if let Some(path) = &a.report {
-        write_json(path, &r).with_context(|| format!("writing {}", path.display()))?;
+        let md = format!("# Access patterns\n\n```text\n{}```\n", r.render());
+        write_both(path, "the access pattern report", &r, md)?;
     }
     if a.json {
         out(&serde_json::to_string_pretty(&r)?);

@@ -312,6 +312,8 @@ async fn access_patterns_pass_after_a_migration_and_name_an_altered_sort_key() {
     let o = run(&["--report", "patterns.json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r = report(d, "patterns.json");
+    let md = std::fs::read_to_string(d.join("patterns.md")).unwrap();
+    assert!(md.contains("a user's sessions, newest first"), "{md}");
     let patterns = r["patterns"].as_array().unwrap();
     assert_eq!(patterns.len(), 15, "7 key patterns, 4 on gsi1, 4 on gsi2");
     for p in patterns {

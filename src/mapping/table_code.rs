@@ -277,4 +277,22 @@ mod tests {
         );
         assert!(cli.contains("update-continuous-backups"), "{cli}");
     }
+
+    #[test]
+    fn key_types_print_in_every_form() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("mappings/examples/discriminated.toml");
+        let t = crate::mapping::Mapping::load(&path).unwrap().table;
+        let cli = render(&t, Format::AwsCli);
+        assert!(cli.contains("AttributeName=seq,AttributeType=N"), "{cli}");
+        assert!(cli.contains("AttributeName=pk,AttributeType=S"), "{cli}");
+        let tf = render(&t, Format::Terraform);
+        assert!(tf.contains("name = \"seq\"\n    type = \"N\""), "{tf}");
+        let api: Value = serde_json::from_str(&render(&t, Format::Json)).unwrap();
+        let defs = api["CreateTable"]["AttributeDefinitions"]
+            .as_array()
+            .unwrap();
+        let seq = defs.iter().find(|d| d["AttributeName"] == "seq").unwrap();
+        assert_eq!(seq["AttributeType"], "N");
+    }
 }
