@@ -217,12 +217,12 @@ fn write_options(w: &WriteArgs, aws: &AwsArgs, dead_letter: PathBuf) -> MigrateO
         sources: SourceOptions::default(),
         scan: scan_config(&ScanArgs::default()),
         read_concurrency: 16,
-        max_in_flight: w.max_in_flight as usize,
+        max_in_flight: w.rate.max_in_flight.unwrap_or(8) as usize,
         stall_timeout: ScanArgs::default().stall_timeout,
-        items_per_second: w.write_rate.and_then(NonZeroU32::new),
-        write_units_per_second: w.write_units.and_then(NonZeroU32::new),
+        items_per_second: w.rate.write_rate.and_then(NonZeroU32::new),
+        write_units_per_second: w.rate.write_units.and_then(NonZeroU32::new),
         dead_letter,
-        allow_dead_letters: w.allow_dead_letters,
+        allow_dead_letters: w.rate.allow_dead_letters.unwrap_or_default(),
         rate_sample_every: w.rate_sample_interval,
         skip_data_check: false,
         quiet: aws.quiet,
@@ -404,12 +404,13 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
         }
     }
     let (client, s3) = clients(&a.aws, None).await;
+    let (_, streams) = stream_clients(&a.aws).await;
     if a.then_follow {
         // Refused before anything is copied: a copy that cannot be followed.
         opts.then_follow = Some(crate::sources::streams::discover(&client, &mapping).await?);
     }
     let code = run_migrate(
-        &client,
+        (&client, &streams),
         &store(s3, &a.sources),
         &mapping,
         &opts,
@@ -511,14 +512,35 @@ async fn cutover_check(a: &CutoverArgs) -> Result<i32> {
 }
 
 async fn run_migrate(
-    client: &aws_sdk_dynamodb::Client,
+    (client, streams): (&aws_sdk_dynamodb::Client, &StreamsClient),
     store: &Store,
     mapping: &Mapping,
     opts: &MigrateOptions,
     report: Option<&Path>,
 ) -> Result<i32> {
-    let ran = pipeline::migrate(client, store, mapping, opts).await?;
-    finish_run(ran, report)
+    let scanned = scanned_tables(mapping, opts);
+    let before = crate::sources::moved::before(client, &scanned).await;
+    let (mut r, failure) = pipeline::migrate(client, store, mapping, opts).await?;
+    let since = chrono::DateTime::parse_from_rfc3339(&r.started_at).ok();
+    if let (None, Some(since)) = (&failure, since) {
+        let ms = since.timestamp_millis();
+        let moved = crate::sources::moved::warnings(client, streams, &before, ms).await;
+        r.warnings.extend(moved);
+    }
+    finish_run((r, failure), report)
+}
+
+/// The legacy tables a migration scans (those without an export), once each.
+fn scanned_tables(mapping: &Mapping, opts: &MigrateOptions) -> Vec<String> {
+    let mut tables: Vec<String> = mapping
+        .entities
+        .iter()
+        .map(|e| e.source_table.clone())
+        .filter(|t| !opts.sources.exports.iter().any(|(x, _)| x == t))
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
 }
 
 /// Writes and prints a run's report; its exit code, or the error that
@@ -707,7 +729,16 @@ async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
     }
     let mapping = load_mapping(&a.mapping)?;
     let opts = verify_options(a)?;
+    if a.repair.rate.given() && !a.repair.repair {
+        anyhow::bail!("--write-rate, --write-units, --max-in-flight and --allow-dead-letters set how a repair writes: use them with --full --repair");
+    }
+    if a.repair.repair && opts.shard.is_some() {
+        anyhow::bail!("--repair runs on one host: a shard's digests name no keys (run verify --full --repair without --shard)");
+    }
     let (client, s3) = clients(&a.aws, None).await;
+    if a.repair.repair {
+        return verify_repair(&client, &store(s3, &a.sources), &mapping, &opts, a).await;
+    }
     if let Some(shard) = opts.shard {
         if !a.full {
             anyhow::bail!(
@@ -751,6 +782,66 @@ async fn verify_cmd(a: &VerifyArgs) -> Result<i32> {
     .await
 }
 
+/// A verify report (`title`, data) written to `--report` (JSON, and the
+/// `whole` text in Markdown beside it) and shown: as JSON with `--json`,
+/// else the `shown` text.
+fn show<T: serde::Serialize>(
+    a: &VerifyArgs,
+    (title, data): (&str, &T),
+    whole: String,
+    shown: String,
+) -> Result<()> {
+    if let Some(path) = &a.report {
+        let md = format!("# {title}\n\n```text\n{whole}```\n");
+        write_both(
+            path,
+            &format!("the {} report", title.to_lowercase()),
+            data,
+            md,
+        )?;
+    }
+    match a.json {
+        true => out(&serde_json::to_string_pretty(data)?),
+        false => out(&shown),
+    }
+    Ok(())
+}
+
+/// `verify --full --repair`: what differs, repaired (or, with --dry-run,
+/// listed); exit 0 when the target then matches.
+async fn verify_repair(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    opts: &VerifyOptions,
+    a: &VerifyArgs,
+) -> Result<i32> {
+    let write = WriteArgs {
+        create_table: false,
+        warm_write_units: None,
+        warm_read_units: None,
+        report: None,
+        rate: a.repair.rate.clone(),
+        rate_sample_interval: Duration::from_secs(2),
+        progress_interval: Duration::from_secs(30),
+    };
+    let mut wopts = write_options(&write, &a.aws, a.repair.dead_letter.clone());
+    wopts.stall_timeout = a.scan.stall_timeout;
+    let ropts = pipeline::repair::RepairOptions {
+        dry_run: a.repair.dry_run,
+        orphans: a.repair.repair_orphans,
+        log: a.repair.repairs.clone(),
+    };
+    let (r, failure) =
+        pipeline::repair::repair(client, store, mapping, (opts, &wopts), &ropts).await?;
+    let width = a.max_value_width as usize;
+    show(a, ("Repair", &r), r.render(1000), r.render(width))?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(r.exit_code),
+    }
+}
+
 /// `verify --access-patterns`: exit 0 when every pattern answered as the
 /// source implies, 1 when one did not.
 async fn verify_patterns(
@@ -772,15 +863,7 @@ async fn verify_patterns(
         seed: a.seed,
     };
     let r = verify::access_patterns(client, store, mapping, opts, popts).await?;
-    if let Some(path) = &a.report {
-        let md = format!("# Access patterns\n\n```text\n{}```\n", r.render());
-        write_both(path, "the access pattern report", &r, md)?;
-    }
-    if a.json {
-        out(&serde_json::to_string_pretty(&r)?);
-    } else {
-        out(&r.render());
-    }
+    show(a, ("Access patterns", &r), r.render(), r.render())?;
     Ok(if r.differs() { EXIT_DIFFERS } else { EXIT_OK })
 }
 
@@ -1109,7 +1192,7 @@ async fn demo_steps(
         false => None,
     };
     let migrated = run_migrate(
-        client,
+        (client, streams),
         &store,
         mapping,
         &opts,

@@ -279,6 +279,20 @@ pub struct WriteArgs {
     /// Write the run report (JSON) here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub rate: RateArgs,
+    /// How often the achieved write rate is sampled for the report.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
+    pub rate_sample_interval: Duration,
+    /// Without a terminal (nohup, cron, Kubernetes, CI): print a progress
+    /// line to stderr this often (not with --quiet). E.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+}
+
+/// How fast a job writes: migrate's, replay's and a repair's.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RateArgs {
     /// Items written per second at most: a ceiling for the adaptive rate
     /// (default: none).
     #[arg(long, value_name = "ITEMS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -288,20 +302,64 @@ pub struct WriteArgs {
     /// climbs back while writes succeed (default: no ceiling).
     #[arg(long, value_name = "WCU", value_parser = clap::value_parser!(u32).range(1..))]
     pub write_units: Option<u32>,
-    /// BatchWriteItem calls in flight at most (fewer while throttled).
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub max_in_flight: u32,
+    /// BatchWriteItem calls in flight at most (fewer while throttled;
+    /// default 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_in_flight: Option<u32>,
     /// Dead letters the run may have and still exit 0: a count (10) or a
-    /// share of the items read (0.5%). More gives exit 3.
-    #[arg(long, value_name = "N|N%", default_value = "0")]
-    pub allow_dead_letters: Allowance,
-    /// How often the achieved write rate is sampled for the report.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, hide = true)]
-    pub rate_sample_interval: Duration,
-    /// Without a terminal (nohup, cron, Kubernetes, CI): print a progress
-    /// line to stderr this often (not with --quiet). E.g. 30s, 5m.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub progress_interval: Duration,
+    /// share of the items read (0.5%); default 0. More gives exit 3.
+    #[arg(long, value_name = "N|N%")]
+    pub allow_dead_letters: Option<Allowance>,
+}
+
+impl RateArgs {
+    /// Any of them given.
+    pub fn given(&self) -> bool {
+        self.write_rate.is_some()
+            || self.write_units.is_some()
+            || self.max_in_flight.is_some()
+            || self.allow_dead_letters.is_some()
+    }
+}
+
+/// `verify --full --repair` and its options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RepairArgs {
+    /// With --full: once the differences are narrowed to exact keys, put
+    /// the item the mapping makes for every missing or changed one and
+    /// delete every extra key no source record makes (never target items
+    /// of entity types the mapping does not own: see --repair-orphans),
+    /// through migrate's rate-limited sink and dead-letter file; then
+    /// verify in full again. Exit 0 when the target then matches.
+    #[arg(long, requires = "full")]
+    pub repair: bool,
+    /// With --repair: list what would be done (in the repairs file and the
+    /// report); write nothing.
+    #[arg(long, requires = "repair")]
+    pub dry_run: bool,
+    /// With --repair: also delete target items of no entity of the mapping
+    /// (orphans), which are otherwise reported and kept.
+    #[arg(long, requires = "repair")]
+    pub repair_orphans: bool,
+    /// With --repair: every repaired key, what was done and why, one JSON
+    /// line each.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "singletable-repairs.jsonl",
+        requires = "repair"
+    )]
+    pub repairs: PathBuf,
+    /// With --repair: where the items that cannot be written go.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "singletable-repair-dead-letters.jsonl",
+        requires = "repair"
+    )]
+    pub dead_letter: PathBuf,
+    #[command(flatten)]
+    pub rate: RateArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -746,6 +804,8 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub shard: ShardArgs,
+    #[command(flatten)]
+    pub repair: RepairArgs,
     #[command(subcommand)]
     pub command: Option<VerifyCommand>,
 }

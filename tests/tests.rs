@@ -9,6 +9,7 @@ mod follow;
 mod import;
 mod mappings;
 mod plan;
+mod repair;
 mod resume;
 mod shards;
 mod usability;

@@ -63,13 +63,16 @@ pub fn actions(o: &PolicyOptions, ttl: bool, pitr: bool) -> Actions {
         (_, true) => vec!["dynamodb:DescribeTable", "dynamodb:Scan"],
         (_, false) => Vec::new(),
     };
-    let streams = match o.job {
-        Job::Follow => vec![
+    // A copy by Scan reads the streams of tables that have one, to warn
+    // when they changed during the run (`sources::moved`).
+    let copies_by_scan = matches!(o.job, Job::Migrate | Job::Import) && reads_legacy;
+    let streams = match o.job == Job::Follow || copies_by_scan {
+        true => vec![
             "dynamodb:DescribeStream",
             "dynamodb:GetShardIterator",
             "dynamodb:GetRecords",
         ],
-        _ => Vec::new(),
+        false => Vec::new(),
     };
     let mut indexes = Vec::new();
     let mut imports = Vec::new();
@@ -244,6 +247,7 @@ mod tests {
             (0..s.len()).map(sid).collect::<Vec<_>>(),
             [
                 "ReadTheLegacyTables",
+                "ReadTheirStreams",
                 "TheTarget",
                 "FollowItsImport",
                 "WriteTheImportFiles",
@@ -251,9 +255,9 @@ mod tests {
                 "ImportTableWritesItsLogs"
             ]
         );
-        assert_eq!(s[3]["Resource"][0], "arn:aws:s3:::imports/run1/*");
+        assert_eq!(s[4]["Resource"][0], "arn:aws:s3:::imports/run1/*");
         assert_eq!(
-            s[2]["Resource"][0],
+            s[3]["Resource"][0],
             "arn:aws:dynamodb:us-east-1:123456789012:table/ai-girlfriend-table/import/*"
         );
     }

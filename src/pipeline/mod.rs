@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub mod cutover;
 pub mod follow;
 pub mod preview;
+pub mod repair;
 pub mod replay;
 mod stage;
 pub mod state;

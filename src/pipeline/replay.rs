@@ -42,7 +42,7 @@ pub enum ReplayError {
 }
 
 /// One line to replay: the entity and the record it becomes again.
-type Replayed = (usize, SourceRecord);
+pub(super) type Replayed = (usize, SourceRecord);
 
 /// Reads and checks every line of `path`. Returns the records and
 /// warnings (a last line cut short by a kill is skipped).
@@ -215,7 +215,7 @@ pub async fn replay(
 
 /// Sends the records to the transform in batches per entity, until the
 /// end or a stop.
-async fn feed(
+pub(super) async fn feed(
     records: Vec<Replayed>,
     stages: &Stages,
     stats: &RunStats,

@@ -11,6 +11,7 @@
 //! time order).
 
 pub mod export;
+pub mod moved;
 pub mod proof;
 pub mod scan;
 pub mod streams;

@@ -133,6 +133,26 @@ pub fn within_limit(
     (kept, unresolved)
 }
 
+/// All the differing buckets, in rounds of at most `limit` records each
+/// (a bucket larger than the limit alone is a round of its own), in order.
+pub fn rounds(diff: Vec<(Bucket, u64)>, limit: u64) -> Vec<HashSet<Bucket>> {
+    let mut out: Vec<HashSet<Bucket>> = Vec::new();
+    let mut held = 0;
+    for (bucket, n) in diff {
+        match out.last_mut() {
+            Some(round) if held + n <= limit => {
+                held += n;
+                round.insert(bucket);
+            }
+            _ => {
+                held = n;
+                out.push(HashSet::from([bucket]));
+            }
+        }
+    }
+    out
+}
+
 /// The scope of the next pass: the differing buckets, one byte deeper.
 pub fn narrow(differing: HashSet<Bucket>, level: usize) -> Scope {
     Scope {
@@ -153,6 +173,20 @@ mod tests {
             ("v".to_string(), AttributeValue::S(v.into())),
         ]
         .into()
+    }
+
+    #[test]
+    fn rounds_hold_every_bucket_once_within_the_limit() {
+        let diff: Vec<(Bucket, u64)> = [5u64, 5, 20, 3, 3, 3, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((0, vec![i as u8]), *n))
+            .collect();
+        let r = rounds(diff.clone(), 10);
+        let sizes: Vec<usize> = r.iter().map(HashSet::len).collect();
+        assert_eq!(sizes, [2, 1, 4], "5+5 | 20 alone | 3+3+3+1");
+        let all: HashSet<Bucket> = r.into_iter().flatten().collect();
+        assert_eq!(all.len(), diff.len());
     }
 
     proptest! {

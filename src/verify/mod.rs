@@ -18,7 +18,9 @@
 
 pub mod canonical;
 pub mod full;
+mod narrow;
 pub mod patterns;
+pub mod repair;
 pub mod report;
 pub mod sample;
 pub mod shard;
@@ -32,7 +34,7 @@ pub use report::{AttributeDiff, Digest, EntityCheck, Mismatch, Parameters, Verif
 pub use sample::{seeded_hash, BottomK};
 
 use crate::item::key_text;
-use crate::item::{key_display, project, Item};
+use crate::item::{project, Item};
 use crate::mapping::Mapping;
 use crate::pipeline::PipelineError;
 use crate::sources::export::Store;
@@ -427,6 +429,8 @@ struct FullTarget<'a> {
     collected: HashMap<(usize, String), Item>,
     counts: TargetCounts,
     count: bool,
+    /// For a repair of orphans: the keys of items of no entity, up to a limit.
+    orphans: Option<(usize, Vec<Item>)>,
 }
 
 impl<'a> FullTarget<'a> {
@@ -445,6 +449,7 @@ impl<'a> FullTarget<'a> {
             collected: HashMap::new(),
             counts,
             count,
+            orphans: None,
         }
     }
 }
@@ -452,6 +457,12 @@ impl<'a> FullTarget<'a> {
 impl TargetSink for FullTarget<'_> {
     fn item(&mut self, entity: Option<usize>, item: Item) {
         let Some(e) = entity else {
+            if let Some((limit, keys)) = &mut self.orphans {
+                if keys.len() < *limit {
+                    let names: Vec<&str> = self.key_names.iter().map(String::as_str).collect();
+                    keys.push(project(&item, &names));
+                }
+            }
             if self.count {
                 self.counts.item(None, item);
             }
@@ -572,6 +583,18 @@ pub async fn verify(
     mapping: &Mapping,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, PipelineError> {
+    verify_with::<repair::NoRepairs>(client, store, mapping, opts, None).await
+}
+
+/// The verification; in full mode, with `repairs`, each round of exact
+/// differences is also handed to it to repair.
+pub(crate) async fn verify_with<R: repair::Repairs>(
+    client: &aws_sdk_dynamodb::Client,
+    store: &Store,
+    mapping: &Mapping,
+    opts: &VerifyOptions,
+    repairs: Option<&mut R>,
+) -> Result<VerifyReport, PipelineError> {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let clock = std::time::Instant::now();
     let (ctx, mut warnings) = context(client, store, mapping, opts).await?;
@@ -598,127 +621,15 @@ pub async fn verify(
     let counts;
     let targets: TargetCounts;
     let mode;
+    let mut beyond_listed = 0;
     if opts.full {
         mode = "full";
-        // Level one: every record, digested.
-        let mut scope = full::Scope::first();
-        let mut src = FullSource::new(&scope, &key_names, false);
-        let (c, w) = ctx.source_pass(&mut src).await?;
-        counts = c;
-        warnings.extend(w);
-        let mut tgt = FullTarget::new(&scope, &key_names, false, true, new_counts());
-        ctx.target_pass(None, &mut tgt).await?;
-        for (e, check) in checks.iter_mut().enumerate() {
-            check.source_digest = Some(src.digests.total(e));
-            check.target_digest = Some(tgt.digests.total(e));
-        }
-        targets = std::mem::take(&mut tgt.counts);
-        let mut diff = full::differing(&src.digests, &tgt.digests);
-        // Narrow while the differing buckets hold too many records, and
-        // while splitting them helps (many real differences do not shrink).
-        let mut previous = u64::MAX;
-        while full::load(&diff) > opts.collect_limit
-            && full::load(&diff) <= previous / 2
-            && scope.level < 15
-        {
-            previous = full::load(&diff);
-            let all: std::collections::HashSet<_> = diff.into_iter().map(|(b, _)| b).collect();
-            scope = full::narrow(all, scope.level);
-            let mut s = FullSource::new(&scope, &key_names, false);
-            ctx.source_pass(&mut s).await?;
-            let mut t = FullTarget::new(&scope, &key_names, false, false, new_counts());
-            ctx.target_pass(None, &mut t).await?;
-            diff = full::differing(&s.digests, &t.digests);
-        }
-        if !diff.is_empty() {
-            // Collect the records of the differing buckets, and only those,
-            // up to the limit; the rest are counted as unresolved.
-            let (kept, unresolved) = full::within_limit(diff, opts.collect_limit);
-            for (e, n) in unresolved {
-                checks[e].unresolved += n;
-            }
-            let collect_scope = full::narrow(kept, scope.level);
-            let mut s = FullSource::new(&collect_scope, &key_names, true);
-            ctx.source_pass(&mut s).await?;
-            let mut t = FullTarget::new(&collect_scope, &key_names, true, false, new_counts());
-            ctx.target_pass(None, &mut t).await?;
-            let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
-            let mut target_items: HashMap<(usize, String), Item> = t.collected;
-            for ((e, key), sources) in &s.collisions {
-                target_items.remove(&(*e, key.clone()));
-                checks[*e].collisions += 1;
-                checks[*e].collided_records += sources.len() as u64;
-                mismatches.push(Mismatch {
-                    entity: mapping.entities[*e].name.clone(),
-                    key: s.collected[&(*e, key.clone())].item_key(&names),
-                    source_key: sources
-                        .iter()
-                        .map(key_display)
-                        .collect::<Vec<_>>()
-                        .join(" and "),
-                    kind: "collision".into(),
-                    differences: Vec::new(),
-                });
-            }
-            let mut source_items: Vec<((usize, String), Expected)> = s
-                .collected
-                .into_iter()
-                .filter(|(at, _)| !s.collisions.contains_key(at))
-                .collect();
-            source_items.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut missing = Vec::new();
-            for ((e, key), expected) in source_items {
-                let actual = target_items.remove(&(e, key));
-                let name = &mapping.entities[e].name;
-                match &actual {
-                    None => missing.push((e, expected)),
-                    Some(a) if !crate::item::differing_attributes(&expected.item, a).is_empty() => {
-                        checks[e].changed += 1;
-                        mismatches.push(sample::mismatch(name, &names, &expected, Some(a)));
-                    }
-                    Some(_) => {}
-                }
-            }
-            let at = sample::Lookup {
-                client,
-                table: &mapping.table.name,
-                stall: opts.scan.stall_timeout,
-            };
-            for (e, expected, holder) in held_elsewhere(&at, mapping, &names, missing).await? {
-                let name = &mapping.entities[e].name;
-                let Some(other) = holder else {
-                    checks[e].missing += 1;
-                    mismatches.push(sample::mismatch(name, &names, &expected, None));
-                    continue;
-                };
-                checks[e].collisions += 1;
-                checks[e].collided_records += 1;
-                let source_key = format!(
-                    "{} ({name}), and an item of entity {} holds the key",
-                    key_display(&expected.source_key),
-                    mapping.entities[other].name
-                );
-                mismatches.push(Mismatch {
-                    entity: name.clone(),
-                    key: expected.item_key(&names),
-                    source_key,
-                    kind: "collision".into(),
-                    differences: Vec::new(),
-                });
-            }
-            let mut extras: Vec<((usize, String), Item)> = target_items.into_iter().collect();
-            extras.sort_by(|a, b| a.0.cmp(&b.0));
-            for ((e, _), item) in extras {
-                checks[e].extra += 1;
-                mismatches.push(Mismatch {
-                    entity: mapping.entities[e].name.clone(),
-                    key: key_display(&project(&item, &names)),
-                    source_key: "(none: no source record makes this key)".into(),
-                    kind: "extra".into(),
-                    differences: Vec::new(),
-                });
-            }
-        }
+        let found = narrow::run(&ctx, &mut checks, &new_counts, repairs).await?;
+        counts = found.counts;
+        warnings.extend(found.warnings);
+        targets = found.targets;
+        mismatches = found.listing.mismatches;
+        beyond_listed = found.listing.not_listed;
         for (e, check) in checks.iter_mut().enumerate() {
             check.sampled = counts[e].1;
             check.matched = counts[e].1.saturating_sub(
@@ -817,7 +728,7 @@ pub async fn verify(
         .iter()
         .map(|c| report::verdict_line(c, mode == "full"))
         .collect();
-    let not_listed = mismatches.len().saturating_sub(opts.max_listed) as u64;
+    let not_listed = mismatches.len().saturating_sub(opts.max_listed) as u64 + beyond_listed;
     mismatches.truncate(opts.max_listed);
     Ok(VerifyReport {
         mapping: mapping.origin.display().to_string(),
