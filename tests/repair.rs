@@ -187,9 +187,19 @@ async fn a_repair_through_throttling_and_errors_loses_nothing() {
             Fault::Unprocessed,
         ];
     }
-    let (code, out) = verify_full(d, &proxy.endpoint, &["--repair", "--report", "repair.json"]);
+    // A small collect limit: the repair goes round by round, holding at
+    // most 50 records of each side at a time.
+    let words = [
+        "--repair",
+        "--report",
+        "repair.json",
+        "--collect-limit",
+        "50",
+    ];
+    let (code, out) = verify_full(d, &proxy.endpoint, &words);
     assert_eq!(code, 0, "{out}");
     let r = report(d, "repair.json");
+    assert!(r["rounds"].as_u64().unwrap() > 3, "{}", r["rounds"]);
     assert_eq!(r["writes"]["totals"]["dead_lettered"], 0, "{r:#}");
     assert!(
         r["writes"]["totals"]["retries"].as_u64().unwrap() > 0,

@@ -52,6 +52,8 @@ pub struct RepairReport {
     pub puts_changed: u64,
     pub deletes_extra: u64,
     pub deletes_orphan: u64,
+    /// Rounds of keys named and repaired (each within the collect limit).
+    pub rounds: u64,
     /// Every key, with what was done: JSON lines.
     pub repairs_file: String,
     /// The writes, reconciled as migrate's (none in a dry run).
@@ -84,6 +86,7 @@ struct Applier<'a> {
     stats: Arc<RunStats>,
     stages: Option<Stages>,
     counts: [u64; 4],
+    rounds: u64,
 }
 
 impl Repairs for Applier<'_> {
@@ -96,6 +99,7 @@ impl Repairs for Applier<'_> {
     }
 
     async fn apply(&mut self, actions: Vec<Action>) -> Result<(), PipelineError> {
+        self.rounds += u64::from(!actions.is_empty());
         let mut records = Vec::with_capacity(actions.len());
         for a in actions {
             self.log(&a)?;
@@ -223,6 +227,7 @@ pub async fn repair(
         log: std::io::BufWriter::new(file),
         stages: None,
         counts: [0; 4],
+        rounds: 0,
     };
     let found = verify::verify_with(client, store, mapping, vopts, Some(&mut applier)).await;
     applier.log.flush().map_err(|e| applier.log_error(e))?;
@@ -260,6 +265,7 @@ pub async fn repair(
         puts_changed: applier.counts[1],
         deletes_extra: applier.counts[2],
         deletes_orphan: applier.counts[3],
+        rounds: applier.rounds,
         repairs_file: repair.log.display().to_string(),
         writes,
         after,
@@ -336,8 +342,8 @@ impl RepairReport {
             false => ("REPAIR", "put", "deleted"),
         };
         out.push_str(&format!(
-            "\n{head}: {put} {} missing and {} changed item(s); {delete} {} extra and {} orphan item(s); every key in {}\n",
-            self.puts_missing, self.puts_changed, self.deletes_extra, self.deletes_orphan, self.repairs_file
+            "\n{head}: {put} {} missing and {} changed item(s); {delete} {} extra and {} orphan item(s), in {} round(s); every key in {}\n",
+            self.puts_missing, self.puts_changed, self.deletes_extra, self.deletes_orphan, self.rounds, self.repairs_file
         ));
         if let Some(w) = &self.writes {
             out.push_str(&w.render());
