@@ -518,29 +518,8 @@ async fn run_migrate(
     opts: &MigrateOptions,
     report: Option<&Path>,
 ) -> Result<i32> {
-    let scanned = scanned_tables(mapping, opts);
-    let before = crate::sources::moved::before(client, &scanned).await;
-    let (mut r, failure) = pipeline::migrate(client, store, mapping, opts).await?;
-    let since = chrono::DateTime::parse_from_rfc3339(&r.started_at).ok();
-    if let (None, Some(since)) = (&failure, since) {
-        let ms = since.timestamp_millis();
-        let moved = crate::sources::moved::warnings(client, streams, &before, ms).await;
-        r.warnings.extend(moved);
-    }
-    finish_run((r, failure), report)
-}
-
-/// The legacy tables a migration scans (those without an export), once each.
-fn scanned_tables(mapping: &Mapping, opts: &MigrateOptions) -> Vec<String> {
-    let mut tables: Vec<String> = mapping
-        .entities
-        .iter()
-        .map(|e| e.source_table.clone())
-        .filter(|t| !opts.sources.exports.iter().any(|(x, _)| x == t))
-        .collect();
-    tables.sort();
-    tables.dedup();
-    tables
+    let ran = pipeline::migrate((client, streams), store, mapping, opts).await?;
+    finish_run(ran, report)
 }
 
 /// Writes and prints a run's report; its exit code, or the error that

@@ -189,13 +189,14 @@ pub(crate) fn judge_data(
 /// Runs a migration to the end, or from where its state stood. Returns
 /// the report, and the error that stopped the run, if one did.
 pub async fn migrate(
-    client: &aws_sdk_dynamodb::Client,
+    (client, streams): (&aws_sdk_dynamodb::Client, &sources::streams::StreamsClient),
     store: &Store,
     mapping: &Mapping,
     opts: &MigrateOptions,
 ) -> Result<(RunReport, Option<PipelineError>), PipelineError> {
     let clock = Instant::now();
     let (plan, mut source_warnings) = sources::plan(client, store, mapping, &opts.sources).await?;
+    let scanned = sources::moved::before(&plan);
     if !opts.skip_data_check {
         let stall = opts.scan.stall_timeout;
         source_warnings.extend(check_data(client, store, mapping, &plan, stall).await?);
@@ -260,9 +261,14 @@ pub async fn migrate(
             &stages.progress,
         ),
     };
-    let (failure, warnings) = phases.read(source_warnings).await;
+    let (failure, mut warnings) = phases.read(source_warnings).await;
     drop(readers);
     let (mut failure, interrupted) = stages.join(failure).await;
+    if failure.is_none() && !interrupted {
+        // Before the state says finished: a kill here redoes the check.
+        let since = &begun.template.started_at;
+        warnings.extend(moved_warnings((client, streams), &scanned, since).await);
+    }
     let mut import = None;
     if failure.is_none() && !interrupted {
         match deliver_import((client, store), mapping, opts).await {
@@ -289,6 +295,20 @@ pub async fn migrate(
     };
     let (report, failure) = finish_report(&stats, mapping, opts, ended, failure);
     Ok(save_last_state(&saver, open, opts, report, failure))
+}
+
+/// The scanned tables that changed during the run (since `since`, the
+/// first attempt's start), as warnings.
+async fn moved_warnings(
+    (client, streams): (&aws_sdk_dynamodb::Client, &sources::streams::StreamsClient),
+    scanned: &[sources::moved::Before],
+    since: &str,
+) -> Vec<String> {
+    let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
+        return Vec::new();
+    };
+    let ms = since.timestamp_millis();
+    sources::moved::warnings(client, streams, scanned, ms).await
 }
 
 /// Where `--then-follow` follows each stream from: a table copied from

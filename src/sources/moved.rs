@@ -26,15 +26,19 @@ pub struct Before {
     pub item_count: Option<i64>,
 }
 
-/// The item counts of `tables` now.
-pub async fn before(client: &aws_sdk_dynamodb::Client, tables: &[String]) -> Vec<Before> {
-    let mut out = Vec::new();
-    for t in tables {
-        let desc = crate::aws::describe_table(client, t).await.ok().flatten();
-        out.push(Before {
-            table: t.clone(),
-            item_count: desc.and_then(|d| d.item_count()),
-        });
+/// The scanned tables of a plan, once each, with their item counts as the
+/// plan described them.
+pub fn before(plan: &[super::EntitySource]) -> Vec<Before> {
+    let mut out: Vec<Before> = Vec::new();
+    for source in plan {
+        if let super::EntitySource::Scan(info) = source {
+            if !out.iter().any(|b| b.table == info.name) {
+                out.push(Before {
+                    table: info.name.clone(),
+                    item_count: Some(info.item_count),
+                });
+            }
+        }
     }
     out
 }
