@@ -93,8 +93,10 @@ pub async fn run(command: Command) -> Result<i32> {
             {
                 anyhow::bail!("--to-import: ImportTable reads from S3; give s3://bucket/prefix/");
             }
-            if a.access_patterns && job != Job::Verify {
-                anyhow::bail!("--access-patterns is a verify option: use it with --job verify");
+            if (a.access_patterns || a.repair) && job != Job::Verify {
+                anyhow::bail!(
+                    "--access-patterns and --repair are verify options: use them with --job verify"
+                );
             }
             let opts = PolicyOptions {
                 job,
@@ -104,6 +106,7 @@ pub async fn run(command: Command) -> Result<i32> {
                 exports: a.exports.clone(),
                 to_import: a.to_import.clone(),
                 access_patterns: a.access_patterns,
+                repair: a.repair,
             };
             out(&format!(
                 "{}\n",

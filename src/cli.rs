@@ -636,8 +636,12 @@ pub struct IamPolicyArgs {
     pub to_import: Option<String>,
     /// `--job verify`: the verification runs the access patterns
     /// (`verify --access-patterns`), which query the target and its indexes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "repair")]
     pub access_patterns: bool,
+    /// `--job verify`: the verification repairs (`verify --full --repair`),
+    /// which writes the target.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// The jobs `iam-policy` knows.

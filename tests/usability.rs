@@ -591,7 +591,7 @@ async fn each_job_calls_exactly_the_actions_its_printed_policy_allows() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let from = chrono::Utc::now().to_rfc3339();
-    let jobs: [(&str, Vec<&str>, Vec<&str>); 5] = [
+    let jobs: [(&str, Vec<&str>, Vec<&str>); 6] = [
         ("migrate", vec!["--create-table"], vec!["--create-table"]),
         ("plan", vec![], vec![]),
         ("verify", vec![], vec![]),
@@ -600,6 +600,7 @@ async fn each_job_calls_exactly_the_actions_its_printed_policy_allows() {
             vec!["--access-patterns"],
             vec!["--access-patterns"],
         ),
+        ("verify", vec!["--full", "--repair"], vec!["--repair"]),
         ("follow", vec!["--until-caught-up", "--from", &from], vec![]),
     ];
     for (job, run, policy) in jobs {
@@ -613,6 +614,10 @@ async fn each_job_calls_exactly_the_actions_its_printed_policy_allows() {
             ];
             let put = c.put_item().table_name("ai-girlfriend-users");
             put.set_item(Some(user.into())).send().await.unwrap();
+        }
+        if run.contains(&"--repair") {
+            // Something to repair: a record missing from the target.
+            delete_target(&c, "USER#user123", "METADATA").await;
         }
         actions_called(&proxy);
         let o = singletable(

@@ -41,6 +41,8 @@ pub struct PolicyOptions {
     pub to_import: Option<String>,
     /// `verify --access-patterns`: the target is queried, not scanned.
     pub access_patterns: bool,
+    /// `verify --full --repair`: the target is written too.
+    pub repair: bool,
 }
 
 /// What a job does to the legacy tables, their streams and the target.
@@ -82,6 +84,12 @@ pub fn actions(o: &PolicyOptions, ttl: bool, pitr: bool) -> Actions {
             indexes.push("dynamodb:Query");
             vec!["dynamodb:DescribeTable", "dynamodb:Query"]
         }
+        Job::Verify if o.repair => vec![
+            "dynamodb:DescribeTable",
+            "dynamodb:Scan",
+            "dynamodb:BatchGetItem",
+            "dynamodb:BatchWriteItem",
+        ],
         Job::Verify => vec![
             "dynamodb:DescribeTable",
             "dynamodb:Scan",
@@ -207,6 +215,7 @@ mod tests {
             exports: Vec::new(),
             to_import: None,
             access_patterns: false,
+            repair: false,
         }
     }
 
