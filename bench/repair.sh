@@ -2,7 +2,7 @@
 # Issue 17's figures: `verify --full --repair` after the source moved,
 # against dynoxide (the embedded engine of `singletable demo --serve`).
 #
-#   bench/repair.sh [SCALE]     (default 50000 items; CHANGES=20000 per
+#   bench/repair.sh [SCALE]     (default 50000 items; CHANGES=50000 per
 #                                round of the demo application)
 #
 # 1. migrate   the demo's own `migrate --create-table` (its report): the
@@ -18,7 +18,7 @@
 #              peak memory, to compare with 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${1:-50000} changes=${CHANGES:-20000}
+scale=${1:-50000} changes=${CHANGES:-50000}
 out=$(mktemp -d); echo "work folder: $out"
 pids=()
 trap 'kill -INT "${pids[@]}" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
@@ -47,7 +47,8 @@ python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
 def t(label):
-    wall, user, sys_, rss = open(f"{out}/time-{label}").read().split()
+    # The last line: a non-zero exit adds one before it.
+    wall, user, sys_, rss = open(f"{out}/time-{label}").read().splitlines()[-1].split()
     return float(wall), float(user) + float(sys_), int(rss) // 1024
 def j(name):
     return json.load(open(f"{out}/{name}.json"))

@@ -125,94 +125,137 @@ async fn round(
     listing: &mut Listing,
     scope: Scope,
 ) -> Result<Vec<Action>, PipelineError> {
-    let mapping = ctx.mapping;
     let key_names: Vec<String> = ctx.key_names().iter().map(|s| s.to_string()).collect();
-    let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
     let mut s = FullSource::new(&scope, &key_names, true);
     ctx.source_pass(&mut s).await?;
     let mut t = FullTarget::new(&scope, &key_names, true, false, TargetCounts::default());
     ctx.target_pass(None, &mut t).await?;
-    let mut target_items: HashMap<(usize, String), Item> = t.collected;
-    let mut actions = Vec::new();
-    for ((e, key), sources) in &s.collisions {
-        target_items.remove(&(*e, key.clone()));
-        checks[*e].collisions += 1;
-        checks[*e].collided_records += sources.len() as u64;
-        listing.push(Mismatch {
-            entity: mapping.entities[*e].name.clone(),
-            key: s.collected[&(*e, key.clone())].item_key(&names),
-            source_key: sources
-                .iter()
-                .map(key_display)
-                .collect::<Vec<_>>()
-                .join(" and "),
-            kind: "collision".into(),
-            differences: Vec::new(),
-        });
-    }
-    let mut source_items: Vec<((usize, String), Expected)> = s
-        .collected
-        .into_iter()
-        .filter(|(at, _)| !s.collisions.contains_key(at))
-        .collect();
-    source_items.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut missing = Vec::new();
-    for ((e, key), expected) in source_items {
-        let actual = target_items.remove(&(e, key));
-        let name = &mapping.entities[e].name;
-        match &actual {
-            None => missing.push((e, expected)),
-            Some(a) if !differing_attributes(&expected.item, a).is_empty() => {
-                checks[e].changed += 1;
-                listing.push(sample::mismatch(name, &names, &expected, Some(a)));
-                actions.push(Action::put(e, Why::Changed, expected.item));
-            }
-            Some(_) => {}
-        }
-    }
+    let mut r = Round {
+        mapping: ctx.mapping,
+        names: key_names.iter().map(String::as_str).collect(),
+        checks,
+        listing,
+        actions: Vec::new(),
+    };
+    let mut targets = t.collected;
+    r.collisions(&s, &mut targets);
+    let missing = r.compare(s, &mut targets);
     let at = sample::Lookup {
         client: ctx.client,
-        table: &mapping.table.name,
+        table: &ctx.mapping.table.name,
         stall: ctx.opts.scan.stall_timeout,
     };
-    for (e, expected, holder) in held_elsewhere(&at, mapping, &names, missing).await? {
-        let name = &mapping.entities[e].name;
-        let Some(other) = holder else {
-            checks[e].missing += 1;
-            listing.push(sample::mismatch(name, &names, &expected, None));
-            actions.push(Action::put(e, Why::Missing, expected.item));
-            continue;
-        };
-        checks[e].collisions += 1;
-        checks[e].collided_records += 1;
-        let source_key = format!(
-            "{} ({name}), and an item of entity {} holds the key",
-            key_display(&expected.source_key),
-            mapping.entities[other].name
-        );
-        listing.push(Mismatch {
-            entity: name.clone(),
-            key: expected.item_key(&names),
-            source_key,
-            kind: "collision".into(),
-            differences: Vec::new(),
-        });
+    let missing = held_elsewhere(&at, ctx.mapping, &r.names, missing).await?;
+    r.missing(missing);
+    r.extras(targets);
+    Ok(r.actions)
+}
+
+/// What one round found, as it is worked through.
+struct Round<'a> {
+    mapping: &'a crate::mapping::Mapping,
+    names: Vec<&'a str>,
+    checks: &'a mut [EntityCheck],
+    listing: &'a mut Listing,
+    actions: Vec<Action>,
+}
+
+impl Round<'_> {
+    /// Keys several source records make: listed, never repaired.
+    fn collisions(&mut self, s: &FullSource<'_>, targets: &mut HashMap<(usize, String), Item>) {
+        for ((e, key), sources) in &s.collisions {
+            targets.remove(&(*e, key.clone()));
+            self.checks[*e].collisions += 1;
+            self.checks[*e].collided_records += sources.len() as u64;
+            let keys: Vec<String> = sources.iter().map(key_display).collect();
+            self.listing.push(Mismatch {
+                entity: self.mapping.entities[*e].name.clone(),
+                key: s.collected[&(*e, key.clone())].item_key(&self.names),
+                source_key: keys.join(" and "),
+                kind: "collision".into(),
+                differences: Vec::new(),
+            });
+        }
     }
-    let mut extras: Vec<((usize, String), Item)> = target_items.into_iter().collect();
-    extras.sort_by(|a, b| a.0.cmp(&b.0));
-    for ((e, _), item) in extras {
-        checks[e].extra += 1;
-        let key = project(&item, &names);
-        listing.push(Mismatch {
-            entity: mapping.entities[e].name.clone(),
-            key: key_display(&key),
-            source_key: "(none: no source record makes this key)".into(),
-            kind: "extra".into(),
-            differences: Vec::new(),
-        });
-        actions.push(Action::delete(Some(e), Why::Extra, key));
+
+    /// Each expected record against its target item: changed ones are
+    /// listed and put; the missing ones are returned (another entity's
+    /// item may hold their key).
+    fn compare(
+        &mut self,
+        s: FullSource<'_>,
+        targets: &mut HashMap<(usize, String), Item>,
+    ) -> Vec<(usize, Expected)> {
+        let mut expected: Vec<((usize, String), Expected)> = s
+            .collected
+            .into_iter()
+            .filter(|(at, _)| !s.collisions.contains_key(at))
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut missing = Vec::new();
+        for ((e, key), want) in expected {
+            match targets.remove(&(e, key)) {
+                None => missing.push((e, want)),
+                Some(a) if !differing_attributes(&want.item, &a).is_empty() => {
+                    self.checks[e].changed += 1;
+                    let name = &self.mapping.entities[e].name;
+                    self.listing
+                        .push(sample::mismatch(name, &self.names, &want, Some(&a)));
+                    self.actions.push(Action::put(e, Why::Changed, want.item));
+                }
+                Some(_) => {}
+            }
+        }
+        missing
     }
-    Ok(actions)
+
+    /// Missing records are put, unless another entity's item holds the
+    /// key (a collision across entities: listed only).
+    fn missing(&mut self, missing: Vec<(usize, Expected, Option<usize>)>) {
+        for (e, expected, holder) in missing {
+            let name = &self.mapping.entities[e].name;
+            let Some(other) = holder else {
+                self.checks[e].missing += 1;
+                self.listing
+                    .push(sample::mismatch(name, &self.names, &expected, None));
+                self.actions
+                    .push(Action::put(e, Why::Missing, expected.item));
+                continue;
+            };
+            self.checks[e].collisions += 1;
+            self.checks[e].collided_records += 1;
+            let source_key = format!(
+                "{} ({name}), and an item of entity {} holds the key",
+                key_display(&expected.source_key),
+                self.mapping.entities[other].name
+            );
+            self.listing.push(Mismatch {
+                entity: name.clone(),
+                key: expected.item_key(&self.names),
+                source_key,
+                kind: "collision".into(),
+                differences: Vec::new(),
+            });
+        }
+    }
+
+    /// Target items no source record makes: listed and deleted.
+    fn extras(&mut self, targets: HashMap<(usize, String), Item>) {
+        let mut extras: Vec<((usize, String), Item)> = targets.into_iter().collect();
+        extras.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((e, _), item) in extras {
+            self.checks[e].extra += 1;
+            let key = project(&item, &self.names);
+            self.listing.push(Mismatch {
+                entity: self.mapping.entities[e].name.clone(),
+                key: key_display(&key),
+                source_key: "(none: no source record makes this key)".into(),
+                kind: "extra".into(),
+                differences: Vec::new(),
+            });
+            self.actions.push(Action::delete(Some(e), Why::Extra, key));
+        }
+    }
 }
 
 /// Deletes the orphans found, then looks for more while a pass found as
