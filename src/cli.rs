@@ -793,8 +793,11 @@ pub struct VerifyArgs {
     /// it (the same name ending in .md).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
-    /// Full mode: records held at most to list differences (more: split again).
-    #[arg(long, value_name = "N", default_value_t = crate::verify::full::COLLECT_LIMIT, hide = true)]
+    /// With --full: the most records of both sides held at once to name
+    /// differences (more: the differing buckets are split again first; a
+    /// plain verification counts what is left as unresolved, a repair
+    /// takes it in further rounds, each a read of both sides).
+    #[arg(long, value_name = "N", default_value_t = crate::verify::full::COLLECT_LIMIT, requires = "full", value_parser = clap::value_parser!(u64).range(1..))]
     pub collect_limit: u64,
     /// Mismatches listed in full.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]

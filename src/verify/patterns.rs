@@ -514,7 +514,6 @@ fn compare(
     result: &mut PatternResult,
 ) {
     let (pk, sk) = p.keys(mapping);
-    let key_names = mapping.table.primary_key();
     let query = format!(
         "{} {pk} = {}{}",
         p.target(),
@@ -522,12 +521,6 @@ fn compare(
         cond.map(|c| format!(" AND {}", c.show(sk.unwrap_or_default())))
             .unwrap_or_default()
     );
-    let mut diff = |line: String| {
-        result.differences += 1;
-        if result.listed.len() < LISTED {
-            result.listed.push(format!("{line} (query: {query})"));
-        }
-    };
     let expected: BTreeMap<String, &Candidate> = part
         .items
         .iter()
@@ -535,57 +528,99 @@ fn compare(
         .filter(|(_, c)| part.cut.as_ref().is_none_or(|cut| !beyond(p, &c.sort, cut)))
         .map(|((_, k), c)| (k.clone(), c))
         .collect();
-    let mut seen = BTreeSet::new();
-    let mut previous: Option<SortValue> = None;
-    for item in &answer {
-        let key = key_text(item, &key_names);
-        let shown = show_key(item, &key_names);
-        let sort = SortValue(sk.and_then(|a| item.get(a).cloned()));
-        if let Some(prev) = &previous {
-            let out_of_order = if p.descending {
-                sort > *prev
-            } else {
-                sort < *prev
-            };
-            if out_of_order {
-                diff(format!("{shown}: answered out of the declared order"));
-            }
-        }
-        previous = Some(sort.clone());
-        let Some(want) = expected.get(&key) else {
-            let wanted = &mapping.entities[p.entity].name;
-            let whose = match mapping.entity_of(item) {
-                Some(e) if e == p.entity => {
-                    format!("an item of {wanted} the source does not put in this answer")
-                }
-                Some(e) => format!(
-                    "an item of entity {}, not of {wanted}",
-                    mapping.entities[e].name
-                ),
-                None => "an item of no entity of the mapping".to_string(),
-            };
-            diff(format!("{shown}: extra, {whose}"));
-            continue;
-        };
-        seen.insert(key);
-        if want.sort != sort {
-            diff(format!(
-                "{shown}: {} is {}, the source implies {}",
-                sk.unwrap_or_default(),
-                sort.show(),
-                want.sort.show()
-            ));
-        }
-    }
+    let mut check = Check {
+        mapping,
+        p,
+        sk,
+        key_names: mapping.table.primary_key(),
+        query,
+        result,
+    };
+    let seen = check.answer(&expected, &answer);
     for (key, c) in &expected {
         if !seen.contains(key) {
-            diff(format!(
-                "{}: missing, the source implies it in this answer",
-                show_key(&c.key, &key_names)
+            let shown = show_key(&c.key, &check.key_names);
+            check.diff(format!(
+                "{shown}: missing, the source implies it in this answer"
             ));
         }
     }
-    result.items_compared += (expected.len() + answer.len() - seen.len()) as u64;
+    check.result.items_compared += (expected.len() + answer.len() - seen.len()) as u64;
+}
+
+/// One answer being checked.
+struct Check<'a> {
+    mapping: &'a Mapping,
+    p: &'a AccessPattern,
+    sk: Option<&'a str>,
+    key_names: Vec<&'a str>,
+    query: String,
+    result: &'a mut PatternResult,
+}
+
+impl Check<'_> {
+    fn diff(&mut self, line: String) {
+        self.result.differences += 1;
+        if self.result.listed.len() < LISTED {
+            let query = &self.query;
+            self.result.listed.push(format!("{line} (query: {query})"));
+        }
+    }
+
+    /// Walks the answer: its order, items the source does not put there,
+    /// sort keys other than the source implies. Returns the keys seen.
+    fn answer(
+        &mut self,
+        expected: &BTreeMap<String, &Candidate>,
+        answer: &[Item],
+    ) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut previous: Option<SortValue> = None;
+        for item in answer {
+            let key = key_text(item, &self.key_names);
+            let shown = show_key(item, &self.key_names);
+            let sort = SortValue(self.sk.and_then(|a| item.get(a).cloned()));
+            let out_of_order = previous
+                .as_ref()
+                .is_some_and(|prev| match self.p.descending {
+                    true => sort > *prev,
+                    false => sort < *prev,
+                });
+            if out_of_order {
+                self.diff(format!("{shown}: answered out of the declared order"));
+            }
+            previous = Some(sort.clone());
+            let Some(want) = expected.get(&key) else {
+                let whose = self.whose(item);
+                self.diff(format!("{shown}: extra, {whose}"));
+                continue;
+            };
+            seen.insert(key);
+            if want.sort != sort {
+                let attr = self.sk.unwrap_or_default();
+                let (found, implied) = (sort.show(), want.sort.show());
+                self.diff(format!(
+                    "{shown}: {attr} is {found}, the source implies {implied}"
+                ));
+            }
+        }
+        seen
+    }
+
+    /// What an item the source does not put in the answer is.
+    fn whose(&self, item: &Item) -> String {
+        let wanted = &self.mapping.entities[self.p.entity].name;
+        match self.mapping.entity_of(item) {
+            Some(e) if e == self.p.entity => {
+                format!("an item of {wanted} the source does not put in this answer")
+            }
+            Some(e) => format!(
+                "an item of entity {}, not of {wanted}",
+                self.mapping.entities[e].name
+            ),
+            None => "an item of no entity of the mapping".to_string(),
+        }
+    }
 }
 
 fn show_key(item: &Item, names: &[&str]) -> String {
