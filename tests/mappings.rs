@@ -168,6 +168,77 @@ async fn a_fan_out_makes_two_items_of_each_row_and_verifies() {
     assert!(text(&o).contains("ACCOUNT#a05"), "{}", text(&o));
 }
 
+/// A fan-out followed from the stream: each change of an `accounts` row
+/// reaches both its entities (each entity follows the stream on its own),
+/// a closed account's balance is deleted; the target then verifies.
+#[tokio::test]
+async fn a_fan_out_is_followed_from_the_stream() {
+    let db = Dynoxide::start();
+    let c = client(&db.endpoint).await;
+    let account = |i: usize, closed: bool| -> Item {
+        let mut it: Item = [
+            ("accountId".to_string(), s(&format!("a{i:02}"))),
+            ("email".to_string(), s(&format!("a{i}@example.com"))),
+            ("name".to_string(), s(&format!("Name {i}"))),
+            ("credits".to_string(), n(i)),
+            ("spent".to_string(), n(0)),
+        ]
+        .into();
+        if closed {
+            it.insert("closedAt".into(), s("2024-02-01T00:00:00Z"));
+        }
+        it
+    };
+    legacy(
+        &c,
+        "accounts",
+        &[("accountId", ScalarAttributeType::S)],
+        &[],
+    )
+    .await;
+    let spec = aws_sdk_dynamodb::types::StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+        .build()
+        .unwrap();
+    let update = c
+        .update_table()
+        .table_name("accounts")
+        .stream_specification(spec);
+    update.send().await.unwrap();
+    for i in 0..12 {
+        let put = c.put_item().table_name("accounts");
+        put.set_item(Some(account(i, false))).send().await.unwrap();
+    }
+    // Account 3 closes: its balance item must go.
+    let put = c.put_item().table_name("accounts");
+    put.set_item(Some(account(3, true))).send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mapping = example("fan-out.toml");
+    let m = mapping.to_str().unwrap();
+    let words = [
+        "follow",
+        "--mapping",
+        m,
+        "--create-table",
+        "--from",
+        "TRIM_HORIZON",
+        "--until-caught-up",
+        "--report",
+        "follow.json",
+    ];
+    let o = singletable(d, &db.endpoint, &words);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let items = scan_all(&c, "accounts-table").await;
+    assert_eq!(items.len(), 12 + 11, "12 profiles, 11 balances");
+    assert!(!items
+        .iter()
+        .any(|i| str_of(i, "pk") == "ACCOUNT#a03" && str_of(i, "sk") == "CREDITS"));
+    let o = singletable(d, &db.endpoint, &["verify", "--mapping", m, "--full"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 /// A ledger of three kinds of rows, keyed by numbers: each kind becomes its
 /// entity, rows of no kind are filtered by all, `seq` stays an N key.
 #[tokio::test]
