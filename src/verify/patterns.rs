@@ -418,12 +418,7 @@ async fn run(
     };
     for part in sample.partitions.into_values() {
         result.partitions_cut += u64::from(part.cut.is_some());
-        let conds: BTreeSet<Option<Cond>> = part
-            .items
-            .values()
-            .map(|c| c.cond.clone())
-            .take(CONDITIONS_PER_PARTITION * 8)
-            .collect();
+        let conds: BTreeSet<Option<Cond>> = part.items.values().map(|c| c.cond.clone()).collect();
         for cond in conds.into_iter().take(CONDITIONS_PER_PARTITION) {
             let answer = query(client, mapping, p, &part, cond.as_ref()).await?;
             result.queries += 1;
