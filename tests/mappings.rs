@@ -122,6 +122,8 @@ async fn a_fan_out_makes_two_items_of_each_row_and_verifies() {
         (30, 24, 6),
         "closed accounts filtered"
     );
+    let rules = &entity(&r, "balance")["filtered_by_rule"];
+    assert_eq!(rules["only when closedAt is absent"], 6, "{rules}");
     let items = scan_all(&c, "accounts-table").await;
     assert_eq!(items.len(), 54);
     let balance = items
@@ -273,6 +275,8 @@ async fn a_discriminated_table_with_number_keys_migrates_and_verifies() {
     assert_eq!(counts(&r, "order"), (60, 20, 40));
     assert_eq!(counts(&r, "refund"), (60, 10, 50));
     assert_eq!(counts(&r, "note"), (60, 20, 40));
+    let rules = &entity(&r, "order")["filtered_by_rule"];
+    assert_eq!(rules["only when type = \"ORDER\""], 40, "{rules}");
 
     let table = c
         .describe_table()

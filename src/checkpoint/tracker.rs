@@ -46,6 +46,9 @@ pub struct Counts {
     pub repeated_keys: u64,
     /// "stage: reason" -> items not migrated for it.
     pub reasons: BTreeMap<String, u64>,
+    /// The mapping rule -> items it filtered out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered_by: BTreeMap<String, u64>,
 }
 
 /// What became of one batch's records, counted as its parts settle.
@@ -60,6 +63,8 @@ struct Tally {
     stale_deleted: AtomicU64,
     stale_dead_lettered: AtomicU64,
     reasons: Mutex<Vec<String>>,
+    /// The rule of each filtered record.
+    rules: Mutex<Vec<String>>,
 }
 
 /// One of the counters a part can bump.
@@ -99,6 +104,10 @@ impl Tally {
         let reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
         for r in reasons.iter() {
             *c.reasons.entry(r.clone()).or_default() += 1;
+        }
+        let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        for r in rules.iter() {
+            *c.filtered_by.entry(r.clone()).or_default() += 1;
         }
     }
 }
@@ -221,6 +230,16 @@ impl Part {
     /// Counts one record's outcome in the batch's tally.
     pub fn count(&self, o: Outcome) {
         self.0.tally.counter(o).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one record a mapping rule filtered out, with its rule.
+    pub fn count_filtered(&self, rule: &str) {
+        let t = &self.0.tally;
+        t.filtered.fetch_add(1, Ordering::Relaxed);
+        t.rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rule.to_string());
     }
 
     /// Counts one dead letter (on disk) with its reason key.
@@ -497,6 +516,23 @@ mod tests {
         assert_eq!(p.tag(), (0, 4));
         p.settle();
         assert_eq!(t.snapshot().0[0].records, 50);
+    }
+
+    #[test]
+    fn filtered_records_carry_their_rules_into_the_counters() {
+        let t = Tracker::new(vec![UnitState::default()], vec![Counts::default()]);
+        let p = t.issue(0, step(3, "k"));
+        let (a, b) = (p.clone(), p.clone());
+        a.count_filtered("only when type = \"ORDER\"");
+        a.settle();
+        b.count_filtered("only when type = \"ORDER\"");
+        b.settle();
+        p.count_filtered("skip when deleted = \"true\"");
+        p.settle();
+        let (_, counts) = t.snapshot();
+        assert_eq!(counts[0].filtered, 3);
+        assert_eq!(counts[0].filtered_by["only when type = \"ORDER\""], 2);
+        assert_eq!(counts[0].filtered_by["skip when deleted = \"true\""], 1);
     }
 
     #[test]

@@ -243,7 +243,8 @@ struct Ready {
 
 enum ReadyStep {
     Write(WriteRequest),
-    Filtered,
+    /// Left out by this rule.
+    Filtered(String),
     Dead(Dead),
 }
 
@@ -273,7 +274,7 @@ fn prepare(mapping: &Mapping, batch: SourceBatch) -> ReadyBatch {
                         req.counted = counted;
                         ReadyStep::Write(req)
                     }
-                    Step::Filtered(_) => ReadyStep::Filtered,
+                    Step::Filtered(rule) => ReadyStep::Filtered(rule),
                     Step::Dead(dead) => ReadyStep::Dead(dead),
                 })
                 .collect(),
@@ -321,9 +322,11 @@ impl Taken<'_> {
                     req.part = self.part.clone();
                     out.write(req).await;
                 }
-                ReadyStep::Filtered => {
-                    RunStats::add(&c.filtered, 1);
-                    self.count(Counted::Filtered);
+                ReadyStep::Filtered(rule) => {
+                    self.stats.count_filtered(self.index, &rule);
+                    if let Some(p) = &self.part {
+                        p.count_filtered(&rule);
+                    }
                 }
                 ReadyStep::Dead(dead) => {
                     let dl = dead.letter(self.index, key, self.part.clone());

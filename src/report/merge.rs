@@ -77,6 +77,7 @@ fn finish(merged: &mut RunReport, reports: &[(String, RunReport)]) {
         });
     // The reasons are listed per entity; the totals keep none.
     totals.not_migrated_reasons.clear();
+    totals.filtered_by_rule.clear();
     merged.reconciled = totals.reconciled;
     merged.totals = totals;
     merged.rate_samples.clear();

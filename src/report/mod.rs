@@ -75,6 +75,8 @@ pub struct RunStats {
     entities: Vec<EntityCounters>,
     /// Per entity: "stage: reason" -> items not migrated for it.
     reasons: Mutex<Vec<BTreeMap<String, u64>>>,
+    /// Per entity: the rule -> items it filtered out.
+    filtered_by: Mutex<Vec<BTreeMap<String, u64>>>,
     rate: Mutex<Option<RateSummary>>,
     /// The sink's latest rate sample, for the progress.
     latest_rate: Mutex<Option<RateSample>>,
@@ -87,6 +89,7 @@ impl RunStats {
         RunStats {
             entities: (0..entities).map(|_| EntityCounters::default()).collect(),
             reasons: Mutex::new(vec![BTreeMap::new(); entities.max(1)]),
+            filtered_by: Mutex::new(vec![BTreeMap::new(); entities.max(1)]),
             rate: Mutex::new(None),
             latest_rate: Mutex::new(None),
             overwrite_false_alarms: AtomicU64::new(0),
@@ -129,6 +132,19 @@ impl RunStats {
         key
     }
 
+    /// Counts one item a mapping rule filtered out, by its rule.
+    pub fn count_filtered(&self, entity: usize, rule: &str) {
+        RunStats::add(&self.entity(entity).filtered, 1);
+        let mut by = self.filtered_by.lock().unwrap_or_else(|p| p.into_inner());
+        let last = by.len() - 1;
+        let map = &mut by[entity.min(last)];
+        let key = match map.contains_key(rule) || map.len() < MAX_REASONS {
+            true => rule.to_string(),
+            false => "other".to_string(),
+        };
+        *map.entry(key).or_default() += 1;
+    }
+
     /// Starts the counters where a resumed run's state left them.
     pub fn preload(&self, saved: &[Counts]) {
         for (i, s) in saved.iter().enumerate().take(self.entities.len()) {
@@ -156,6 +172,10 @@ impl RunStats {
             let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(map) = reasons.get_mut(i) {
                 map.clone_from(&s.reasons);
+            }
+            let mut by = self.filtered_by.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(map) = by.get_mut(i) {
+                map.clone_from(&s.filtered_by);
             }
         }
     }
@@ -251,6 +271,9 @@ pub struct EntityReport {
     pub reconciled: bool,
     /// Why items were not migrated: "stage: reason" -> items.
     pub not_migrated_reasons: BTreeMap<String, u64>,
+    /// The mapping rule -> items it filtered out.
+    #[serde(default)]
+    pub filtered_by_rule: BTreeMap<String, u64>,
 }
 
 impl EntityReport {
@@ -285,6 +308,9 @@ impl EntityReport {
         self.reconciled &= o.reconciled;
         for (reason, n) in &o.not_migrated_reasons {
             *self.not_migrated_reasons.entry(reason.clone()).or_default() += n;
+        }
+        for (rule, n) in &o.filtered_by_rule {
+            *self.filtered_by_rule.entry(rule.clone()).or_default() += n;
         }
     }
 
@@ -459,6 +485,11 @@ impl RunReport {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let filtered_by = stats
+            .filtered_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let rate = stats
             .rate
             .lock()
@@ -503,6 +534,7 @@ impl RunReport {
                         && transformed
                             == written + overwritten + deleted + filtered + dead + unwritten,
                     not_migrated_reasons: reasons.get(i).cloned().unwrap_or_default(),
+                    filtered_by_rule: filtered_by.get(i).cloned().unwrap_or_default(),
                 }
             })
             .collect();
@@ -512,6 +544,7 @@ impl RunReport {
         }
         // The reasons are listed per entity; the totals keep none.
         totals.not_migrated_reasons.clear();
+        totals.filtered_by_rule.clear();
         let mut warnings = meta.source_warnings.clone();
         let false_alarms = f64::from_bits(stats.overwrite_false_alarms.load(Ordering::Relaxed));
         for e in &entities {
@@ -693,6 +726,7 @@ impl RunReport {
             ));
         }
         out.push_str(&self.render_rate());
+        out.push_str(&self.render_filtered());
         out.push_str(&self.render_not_migrated());
         out.push_str(&self.render_import());
         out.push_str(&self.render_follow());
@@ -718,6 +752,20 @@ impl RunReport {
             )),
         }
         out
+    }
+
+    /// What each mapping rule left out, by entity.
+    fn render_filtered(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entities {
+            for (rule, n) in &e.filtered_by_rule {
+                out.push_str(&format!("  {:<14} {n:>7}  {rule}\n", e.entity));
+            }
+        }
+        match out.is_empty() {
+            true => out,
+            false => format!("filtered by a mapping rule, by entity and rule:\n{out}"),
+        }
     }
 
     fn render_not_migrated(&self) -> String {
