@@ -21,27 +21,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-20000} backlog=${BACKLOG:-20000} rate=${RATE:-400} steady=${STEADY:-30} maxlag=${MAXLAG:-5s}
-out=$(mktemp -d); echo "work folder: $out"
-pids=()
-trap 'kill -INT "${pids[@]}" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
-cargo build --release --quiet --bin singletable --example churn
-bin=target/release/singletable churn=target/release/examples/churn
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url="http://127.0.0.1:$port"
-"$bin" demo --serve --port "$port" --scale "$scale" --dirty-rate 0 --quiet --out "$out/demo" \
-  >"$out/demo.out" 2>"$out/demo.err" & pids+=($!)
-until grep -q "^serving" "$out/demo.err" 2>/dev/null; do sleep 0.2; done
+EXAMPLES=churn DEMO_ARGS="--dirty-rate 0"
+. bench/serve.sh "$scale"
+echo "work folder: $out"
+churn=target/release/examples/churn
 for t in users credits personalities sessions messages analytics daily-stats; do
   aws dynamodb update-table --endpoint-url "$url" --table-name "ai-girlfriend-$t" \
     --stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES >/dev/null
 done
 common=(--endpoint-url "$url" --region us-east-1)
-timed() { # label command...: /usr/bin/time into $out/time-label
-  local label=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$out/time-$label" "$@" >"$out/$label.out" 2>"$out/$label.err" || true
-}
 # 1. The baseline copy.
 timed copy "$bin" migrate --target-table bench-copy --create-table --quiet "${common[@]}" \
   --state "$out/copy-state.json" --dead-letter "$out/copy-dead.jsonl" --report "$out/copy.json"
@@ -66,7 +54,8 @@ python3 - "$out" "$last" "$done_at" "$maxlag" <<'PY'
 import json, re, statistics, sys
 out, last, done_at = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 def t(label):
-    wall, user, sys_, rss = open(f"{out}/time-{label}").read().split()
+    # The last line: a non-zero exit adds one before it.
+    wall, user, sys_, rss = open(f"{out}/time-{label}").read().splitlines()[-1].split()
     return float(wall), float(user) + float(sys_), int(rss) // 1024
 def report(name):
     return json.load(open(f"{out}/{name}.json"))

@@ -19,23 +19,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-50000} changes=${CHANGES:-50000}
-out=$(mktemp -d); echo "work folder: $out"
-pids=()
-trap 'kill -INT "${pids[@]}" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
-cargo build --release --quiet --bin singletable --example churn
-bin=target/release/singletable churn=target/release/examples/churn
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url="http://127.0.0.1:$port"
-"$bin" demo --serve --port "$port" --scale "$scale" --dirty-rate 0 --quiet --out "$out/demo" \
-  >"$out/demo.out" 2>"$out/demo.err" & pids+=($!)
-until grep -q "^serving" "$out/demo.err" 2>/dev/null; do sleep 0.2; done
+EXAMPLES=churn DEMO_ARGS="--dirty-rate 0"
+. bench/serve.sh "$scale"
+echo "work folder: $out"
+churn=target/release/examples/churn
 common=(--endpoint-url "$url" --region us-east-1 --quiet)
-timed() { # label command...: /usr/bin/time into $out/time-label
-  local label=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$out/time-$label" "$@" >"$out/$label.out" 2>"$out/$label.err" || true
-}
 "$churn" --endpoint "$url" --changes "$changes" --first-round 2 >"$out/churn1.json"
 timed verify "$bin" verify --full "${common[@]}" --report "$out/verify.json"
 timed bounded "$bin" verify --full --repair "${common[@]}" --report "$out/bounded.json" \

@@ -152,24 +152,30 @@ async fn clients(
     a: &AwsArgs,
     creds: Option<(String, String)>,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client) {
+    let (dynamodb, s3, _) = all_clients(a, creds).await;
+    (dynamodb, s3)
+}
+
+/// The DynamoDB, S3 and DynamoDB Streams clients of a run, from one
+/// configuration (the credential chain is resolved once).
+async fn all_clients(
+    a: &AwsArgs,
+    creds: Option<(String, String)>,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_s3::Client, StreamsClient) {
     let mut opts = aws_options(a);
     opts.static_credentials = creds;
     let config = crate::aws::load(&opts).await;
     (
         crate::aws::dynamodb(&config),
         crate::aws::s3(&config, &opts),
+        crate::aws::streams(&config),
     )
 }
 
 /// The DynamoDB client and the DynamoDB Streams client of a follow.
-async fn stream_clients(
-    a: &AwsArgs,
-) -> (
-    aws_sdk_dynamodb::Client,
-    crate::sources::streams::StreamsClient,
-) {
-    let config = crate::aws::load(&aws_options(a)).await;
-    (crate::aws::dynamodb(&config), crate::aws::streams(&config))
+async fn stream_clients(a: &AwsArgs) -> (aws_sdk_dynamodb::Client, StreamsClient) {
+    let (dynamodb, _, streams) = all_clients(a, None).await;
+    (dynamodb, streams)
 }
 
 /// The source options: `--export` and `--exports-file` lines, in order.
@@ -394,7 +400,8 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
         if let Some(done) = State::load(&a.state)?.filter(|s| s.status == Status::Finished) {
             if a.then_follow && done.follow.is_some() {
                 eprintln!("the copy finished before; following the streams");
-                return then_follow(a, &mapping, &opts).await;
+                let (client, streams) = stream_clients(&a.aws).await;
+                return then_follow(a, (&client, &streams), &mapping, &opts).await;
             }
             eprint!(
                 "{}",
@@ -406,8 +413,7 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
             return Ok(done.exit_code.unwrap_or(EXIT_OK));
         }
     }
-    let (client, s3) = clients(&a.aws, None).await;
-    let (_, streams) = stream_clients(&a.aws).await;
+    let (client, s3, streams) = all_clients(&a.aws, None).await;
     if a.then_follow {
         // Refused before anything is copied: a copy that cannot be followed.
         opts.then_follow = Some(crate::sources::streams::discover(&client, &mapping).await?);
@@ -431,12 +437,17 @@ async fn migrate(a: &MigrateArgs) -> Result<i32> {
         );
         return Ok(code);
     }
-    then_follow(a, &mapping, &opts).await
+    then_follow(a, (&client, &streams), &mapping, &opts).await
 }
 
 /// `migrate --then-follow`, once the copy has finished: the follow, from
 /// where the copy recorded, its dead letters and report named *.follow.*.
-async fn then_follow(a: &MigrateArgs, mapping: &Mapping, copy: &MigrateOptions) -> Result<i32> {
+async fn then_follow(
+    a: &MigrateArgs,
+    (client, streams): (&aws_sdk_dynamodb::Client, &StreamsClient),
+    mapping: &Mapping,
+    copy: &MigrateOptions,
+) -> Result<i32> {
     let mut write = copy.clone();
     write.then_follow = None;
     write.create_table = false;
@@ -450,13 +461,12 @@ async fn then_follow(a: &MigrateArgs, mapping: &Mapping, copy: &MigrateOptions) 
         max_lag: a.until.max_lag,
         fresh: false,
     };
-    let (client, streams) = stream_clients(&a.aws).await;
     let report = a
         .write
         .report
         .as_ref()
         .map(|r| r.with_extension("follow.json"));
-    let ran = pipeline::follow::follow(&client, &streams, mapping, &opts).await?;
+    let ran = pipeline::follow::follow(client, streams, mapping, &opts).await?;
     finish_run(ran, report.as_deref())
 }
 

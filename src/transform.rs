@@ -307,22 +307,18 @@ fn render_key(
     let text = t
         .render(src)
         .map_err(|e| Rejection::new(name, format!("template {:?} {e}", t.source())))?;
-    Ok(match ty {
-        KeyType::S => AttributeValue::S(text),
-        KeyType::B => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(text)),
-        KeyType::N => {
-            Decimal::check_dynamodb(&text).map_err(|e| {
-                Rejection::new(
-                    name,
-                    format!(
-                        "template {:?} gave {e}; the table declares {name} N",
-                        t.source()
-                    ),
-                )
-            })?;
-            AttributeValue::N(text.trim().to_string())
-        }
-    })
+    if ty == KeyType::N {
+        Decimal::check_dynamodb(&text).map_err(|e| {
+            Rejection::new(
+                name,
+                format!(
+                    "template {:?} gave {e}; the table declares {name} N",
+                    t.source()
+                ),
+            )
+        })?;
+    }
+    Ok(ty.value(text))
 }
 
 /// Checks a target item against DynamoDB's rules for the target table.

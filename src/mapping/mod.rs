@@ -100,6 +100,17 @@ impl KeyType {
         }
     }
 
+    /// A rendered template as a value of this type (a number's text is
+    /// trimmed; it is not checked here).
+    pub fn value(self, text: String) -> aws_sdk_dynamodb::types::AttributeValue {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        match self {
+            KeyType::S => A::S(text),
+            KeyType::N => A::N(text.trim().to_string()),
+            KeyType::B => A::B(aws_sdk_dynamodb::primitives::Blob::new(text)),
+        }
+    }
+
     fn parse(text: &str) -> Option<KeyType> {
         match text {
             "S" => Some(KeyType::S),

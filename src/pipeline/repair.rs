@@ -234,7 +234,9 @@ pub async fn repair(
     let (writes, mut failure) = match applier.stages.take() {
         None => (None, None),
         Some(stages) => {
-            let (failure, interrupted) = stages.join(found.as_ref().err().map(copy_of)).await;
+            // A verification that failed is returned below, as it is; the
+            // join gives the stages' own failure, which explains it first.
+            let (failure, interrupted) = stages.join(None).await;
             let ended = Ended {
                 import: None,
                 command: "repair",
@@ -274,11 +276,6 @@ pub async fn repair(
     };
     report.judge();
     Ok((report, failure))
-}
-
-/// The same failure again (the stages' join takes the reading's by value).
-fn copy_of(e: &PipelineError) -> PipelineError {
-    PipelineError::Task(e.to_string())
 }
 
 impl RepairReport {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::{Context, SourceSink};
 use crate::item::{key_text, project, Decimal, Item};
 use crate::mapping::patterns::{AccessPattern, SortCondition};
-use crate::mapping::{KeyType, Mapping};
+use crate::mapping::Mapping;
 use crate::pipeline::PipelineError;
 
 /// How much of each pattern is checked.
@@ -186,15 +186,6 @@ impl SortValue {
     }
 }
 
-/// A rendered template as the key attribute's type.
-fn typed(ty: KeyType, text: String) -> AttributeValue {
-    match ty {
-        KeyType::S => AttributeValue::S(text),
-        KeyType::N => AttributeValue::N(text),
-        KeyType::B => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(text)),
-    }
-}
-
 /// A sort condition rendered for one source item.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Cond {
@@ -298,7 +289,7 @@ impl<'m> Collector<'m> {
         let v = |t: &crate::mapping::Template| {
             t.render(source)
                 .ok()
-                .map(|text| SortValue(Some(typed(ty.unwrap_or_default(), text))))
+                .map(|text| SortValue(Some(ty.unwrap_or_default().value(text))))
         };
         Some(Some(match sort {
             SortCondition::Equals(t) => Cond::Equals(v(t)?),
@@ -329,7 +320,7 @@ impl<'m> Collector<'m> {
             sample.partitions.insert(
                 slot.clone(),
                 Partition {
-                    value: Some(typed(ty, slot.1.clone())),
+                    value: Some(ty.value(slot.1.clone())),
                     ..Partition::default()
                 },
             );
